@@ -1,0 +1,3 @@
+from settlement.cli.main import main
+
+main()

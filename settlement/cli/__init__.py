@@ -1,0 +1,1 @@
+"""`settlement` command line: subcommands call bootstrap, nothing else."""

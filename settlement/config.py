@@ -1,0 +1,175 @@
+"""One frozen `Settings`, read once at the CLI edge.
+
+Sources, highest first: constructor arguments (CLI flags), environment
+(`SETTLEMENT_` prefix, `__` between nested names, e.g.
+`SETTLEMENT_KAFKA__BOOTSTRAP_SERVERS`), an optional TOML file
+(`SETTLEMENT_CONFIG_FILE` or `--config`), then the defaults below, which fit the
+local stack from `make infra-up`. Nothing else in the package reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    # Must exceed the worst batch including Cassandra retries (DESIGN: known traps).
+    transaction_timeout_ms: int = Field(default=60_000, ge=1_000)
+    # Our own bound around send_offsets_to_transaction / commit (librdkafka #5456, #5511).
+    txn_call_timeout_s: float = Field(default=30.0, gt=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
+    # Raw librdkafka properties merged last, for anything not modelled above.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(self.extra)
+        return conf
+
+
+class CassandraSettings(BaseModel):
+    model_config = _FROZEN
+
+    contact_points: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 9042
+    keyspace: str = Field(default="settlement", pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    local_dc: str = "datacenter1"
+    replication: dict[str, str] = Field(
+        default_factory=lambda: {"class": "SimpleStrategy", "replication_factor": "1"}
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    # In-flight async statements per worker; bounds memory and Cassandra's queue.
+    concurrency: int = Field(default=128, ge=1, le=2048)
+
+
+class TopicSettings(BaseModel):
+    model_config = _FROZEN
+
+    payments: str = "payments.succeeded"
+    payments_dlq: str = "payments.succeeded.dlq"
+    items: str = "settlement.items"
+    bank_outbound: str = "bank.outbound"
+    bank_inbound: str = "bank.inbound"
+    events: str = "settlement.events"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    # Inputs may carry large (bad) records so the ledger can dead-letter them itself.
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class LedgerSettings(BaseModel):
+    model_config = _FROZEN
+
+    max_event_bytes: int = Field(default=1024 * 1024, ge=256)
+    merchant_cache_ttl_s: float = Field(default=5.0, ge=0)
+    park_release_interval_s: float = Field(default=5.0, gt=0)
+
+
+class WorkerSettings(BaseModel):
+    model_config = _FROZEN
+
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Stable per replica (a StatefulSet ordinal); it names the transactional.id.",
+    )
+    processing_guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
+    commit_interval_ms: int = Field(default=100, ge=0)
+    max_batch: int = Field(default=500, ge=1, le=100_000)
+    poll_timeout_s: float = Field(default=0.1, gt=0)
+    outage_backoff_max_s: float = Field(default=5.0, gt=0)
+    drain_timeout_s: float = Field(default=20.0, gt=0)
+
+
+class LogSettings(BaseModel):
+    model_config = _FROZEN
+
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SETTLEMENT_", env_nested_delimiter="__", frozen=True, extra="forbid",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _config_file()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+_config_file_override: Path | None = None
+
+
+def _config_file() -> Path | None:
+    if _config_file_override is not None:
+        return _config_file_override
+    env = os.environ.get("SETTLEMENT_CONFIG_FILE")
+    return Path(env) if env else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the one Settings object; `config_file` beats SETTLEMENT_CONFIG_FILE."""
+    global _config_file_override
+    if config_file is not None and not config_file.is_file():
+        from settlement.domain.errors import ConfigError
+
+        raise ConfigError(f"config file not found: {config_file}")
+    _config_file_override = config_file
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file_override = None

@@ -1,0 +1,1 @@
+"""Pure domain: money, payments, merchants, errors. No I/O, no adapters."""

@@ -1,0 +1,1 @@
+"""Kafka adapter: the transactional stage loop, error classification, admin."""

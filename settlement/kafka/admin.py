@@ -1,0 +1,79 @@
+"""Topic provisioning: create what is missing, report what differs, never delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from settlement.config import KafkaSettings, TopicSettings
+from settlement.domain.errors import FatalError, RetryableError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    name: str
+    action: str  # created | exists | partitions_added | mismatch
+    partitions: int
+    note: str = ""
+
+
+def topic_specs(t: TopicSettings) -> list[TopicSpec]:
+    big = {"max.message.bytes": str(t.max_message_bytes)}
+    # DLQ holds the original bytes plus headers: give it headroom over the input.
+    dlq = {"max.message.bytes": str(t.max_message_bytes + 64 * 1024), "retention.ms": "-1"}
+    return [
+        TopicSpec(t.payments, t.partitions, big),
+        TopicSpec(t.payments_dlq, t.partitions, dlq),
+        TopicSpec(t.items, t.partitions, {}),
+        TopicSpec(t.bank_outbound, t.partitions, big),
+        TopicSpec(t.bank_inbound, t.partitions, big),
+        TopicSpec(t.events, t.partitions, {}),
+    ]
+
+
+def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30) -> list[TopicReport]:
+    admin = AdminClient(kafka.client_config())
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise RetryableError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
+    reports: list[TopicReport] = []
+    to_create: list[NewTopic] = []
+    grow: list[NewPartitions] = []
+    for spec in topic_specs(topics):
+        existing = meta.topics.get(spec.name)
+        if existing is None or existing.error is not None:
+            to_create.append(NewTopic(spec.name, spec.partitions, topics.replication_factor,
+                                      config=spec.config))
+            continue
+        have = len(existing.partitions)
+        if have < spec.partitions:
+            grow.append(NewPartitions(spec.name, spec.partitions))
+            reports.append(TopicReport(spec.name, "partitions_added", spec.partitions,
+                                       f"was {have}; keys move to new partitions"))
+        elif have > spec.partitions:
+            reports.append(TopicReport(spec.name, "mismatch", have,
+                                       f"has {have} partitions, config says {spec.partitions}"))
+        else:
+            reports.append(TopicReport(spec.name, "exists", have))
+    for fut_map in (admin.create_topics(to_create) if to_create else {},
+                    admin.create_partitions(grow) if grow else {}):
+        for name, fut in fut_map.items():
+            try:
+                fut.result(timeout_s)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() != err.TOPIC_ALREADY_EXISTS:
+                    raise FatalError(f"topic {name}: {err}") from exc
+    for nt in to_create:
+        reports.append(TopicReport(nt.topic, "created", nt.num_partitions))
+    return sorted(reports, key=lambda r: r.name)

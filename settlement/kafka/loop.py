@@ -1,0 +1,437 @@
+"""The consume -> transform -> produce loop, exactly once with Kafka transactions.
+
+One transaction spans up to `commit_interval_ms` of polls. Per poll the handler
+writes Cassandra (idempotently) and returns records; they are produced into the
+open transaction. At the interval the transaction commits with the consumed
+positions, so outputs and offsets land together or not at all.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from settlement.config import KafkaSettings, WorkerSettings
+from settlement.domain.errors import FatalError, RetryableError
+from settlement.kafka.errors import TxnErrorKind, classify
+from settlement.service.ports import Handler, HandlerResult, InboundRecord, SourceRef
+
+log = structlog.get_logger(__name__)
+TP = tuple[str, int]
+
+
+class AbortBatchError(Exception):
+    """Internal: the open transaction must be aborted and its input re-read."""
+
+
+@dataclass
+class LoopStats:
+    consumed: int = 0
+    produced: int = 0
+    commits: int = 0
+    aborts: int = 0
+    producer_rebuilds: int = 0
+    outages: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Batch:
+    """What the open transaction (or at-least-once interval) has done so far."""
+
+    started: float = field(default_factory=time.monotonic)
+    first_offsets: dict[TP, int] = field(default_factory=dict)
+    next_offsets: dict[TP, int] = field(default_factory=dict)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    produced: int = 0
+
+
+class StageLoop:
+    def __init__(
+        self,
+        *,
+        kafka: KafkaSettings,
+        worker: WorkerSettings,
+        handler: Handler,
+        topics: list[str],
+        group_id: str,
+        role: str,
+        tick_interval_s: float = 5.0,
+        producer_extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self._worker = worker
+        self._handler = handler
+        self._topics = topics
+        self._group_id = group_id
+        self._role = role
+        self._tick_interval = tick_interval_s
+        self._producer_extra = producer_extra or {}
+        self._eos = worker.processing_guarantee == "exactly-once"
+        self._txn_id = f"settlement-{role}-{worker.instance_id}"
+        self._stop = threading.Event()
+        self._batch: _Batch | None = None
+        self._txn_open = False
+        self._assigned: set[TP] = set()
+        self._outage_until = 0.0
+        self._outage_backoff = 0.0
+        self._last_tick = 0.0
+        self._last_progress = time.monotonic()
+        self._delivery_errors: list[KafkaError] = []
+        self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
+        self.stats = LoopStats()
+        self._log = log.bind(role=role, instance=worker.instance_id, eos=self._eos)
+        self._consumer = self._new_consumer()
+        self._producer = self._new_producer()
+
+    # -- construction -------------------------------------------------------
+
+    def _new_consumer(self) -> Consumer:
+        conf = {
+            **self._kafka.client_config(),
+            "group.id": self._group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": self._kafka.session_timeout_ms,
+            "max.poll.interval.ms": self._kafka.max_poll_interval_ms,
+            "enable.partition.eof": False,
+        }
+        return Consumer(conf)
+
+    def _new_producer(self) -> Producer:
+        conf: dict[str, Any] = {
+            **self._kafka.client_config(),
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.max.bytes": 8 * 1024 * 1024,
+            **self._producer_extra,
+        }
+        if self._eos:
+            conf["transactional.id"] = self._txn_id
+            conf["transaction.timeout.ms"] = self._kafka.transaction_timeout_ms
+        producer = Producer(conf, error_cb=self._on_client_error)
+        if self._eos:
+            # Fences any older producer with our transactional.id and aborts its open txn.
+            self._call(producer.init_transactions, "init_transactions")
+        return producer
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        self._log.warning("kafka.client_error", error=str(err), fatal=err.fatal())
+
+    # -- public -------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def _drain(signum: int, _frame: Any) -> None:
+            self._log.info("worker.drain_requested", signal=signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, _drain)
+        signal.signal(signal.SIGINT, _drain)
+
+    def run(self) -> None:
+        self._consumer.subscribe(
+            self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._log.info("worker.started", topics=self._topics, group=self._group_id,
+                       transactional_id=self._txn_id if self._eos else None)
+        try:
+            while not self._stop.is_set():
+                self._step()
+            self._log.info("worker.draining")
+            self._finish_batch()
+        finally:
+            self._close()
+
+    # -- the loop -----------------------------------------------------------
+
+    def _step(self) -> None:
+        if self._in_outage():
+            return
+        try:
+            msgs = self._consumer.consume(self._worker.max_batch, self._worker.poll_timeout_s)
+            records = [r for r in (self._record(m) for m in msgs) if r is not None]
+            if records:
+                self._process(records)
+            self._maybe_tick()
+            if self._batch is not None and self._due():
+                self._finish_batch()
+            self._progress()
+        except RetryableError as exc:
+            self._enter_outage(exc)
+        except AbortBatchError as exc:
+            self._log.warning("txn.aborting", reason=str(exc))
+            self._abort_and_rewind()
+
+    def _record(self, msg: Message) -> InboundRecord | None:
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                raise FatalError(f"consumer error: {err}")
+            self._log.warning("kafka.consume_error", error=str(err))
+            return None
+        headers = [(k, v or b"") for k, v in (msg.headers() or [])]
+        return InboundRecord(
+            SourceRef(msg.topic(), msg.partition(), msg.offset()), msg.key(), msg.value(), headers
+        )
+
+    def _process(self, records: list[InboundRecord]) -> None:
+        batch = self._open_batch()
+        result = self._handler.handle(records)
+        self._emit(result, batch)
+        for rec in records:
+            tp = (rec.source.topic, rec.source.partition)
+            batch.first_offsets.setdefault(tp, rec.source.offset)
+            batch.next_offsets[tp] = rec.source.offset + 1  # commit positions, not offsets
+        self.stats.consumed += len(records)
+
+    def _maybe_tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_tick < self._tick_interval or not self._assigned:
+            return
+        self._last_tick = now
+        result = self._handler.tick(sorted(self._assigned))
+        if result.outputs or result.after_commit:
+            self._emit(result, self._open_batch())
+
+    def _emit(self, result: HandlerResult, batch: _Batch) -> None:
+        for out in result.outputs:
+            while True:
+                try:
+                    self._producer.produce(
+                        out.topic, value=out.value, key=out.key, headers=out.headers,
+                        on_delivery=None if self._eos else self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # local queue full: let deliveries drain
+                except KafkaException as exc:
+                    raise AbortBatchError(f"produce failed: {exc}") from exc
+        batch.produced += len(result.outputs)
+        batch.after_commit.extend(result.after_commit)
+        self._producer.poll(0)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(err)
+
+    def _open_batch(self) -> _Batch:
+        if self._batch is None:
+            if self._eos:
+                self._txn(self._producer.begin_transaction, "begin_transaction")
+                self._txn_open = True
+            self._batch = _Batch()
+        return self._batch
+
+    def _due(self) -> bool:
+        assert self._batch is not None
+        elapsed_ms = (time.monotonic() - self._batch.started) * 1000
+        return elapsed_ms >= self._worker.commit_interval_ms
+
+    # -- commit / abort -----------------------------------------------------
+
+    def _finish_batch(self) -> None:
+        """Commit the open batch; on failure abort it and re-read its input."""
+        if self._batch is None:
+            return
+        try:
+            self._commit()
+        except AbortBatchError as exc:
+            self._log.warning("txn.aborting", reason=str(exc))
+            self._abort_and_rewind()
+
+    def _commit(self) -> None:
+        batch = self._batch
+        assert batch is not None
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+        if self._eos:
+            # 1. offsets join the transaction, fenced by the current group generation
+            if offsets:
+                group = self._consumer.consumer_group_metadata()  # fresh each time (KIP-447)
+                self._txn(
+                    lambda: self._producer.send_offsets_to_transaction(
+                        offsets, group, self._kafka.txn_call_timeout_s),
+                    "send_offsets_to_transaction",
+                )
+            # 2. outputs + offsets become visible atomically
+            self._txn(
+                lambda: self._producer.commit_transaction(self._kafka.txn_call_timeout_s),
+                "commit_transaction",
+            )
+            self._txn_open = False
+        else:
+            # At-least-once: outputs first, then offsets; a crash between them duplicates.
+            remaining = self._producer.flush(self._kafka.txn_call_timeout_s)
+            if remaining or self._delivery_errors:
+                errs, self._delivery_errors = self._delivery_errors, []
+                raise AbortBatchError(f"{remaining} undelivered, errors: {errs[:3]}")
+            if offsets:
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+                except KafkaException as exc:
+                    raise AbortBatchError(f"offset commit failed: {exc}") from exc
+        self._batch = None
+        self.stats.commits += 1
+        self.stats.produced += batch.produced
+        for callback in batch.after_commit:
+            try:
+                callback()
+            except RetryableError as exc:
+                # Safe to drop: the work is redone by the next tick (see callers).
+                self._log.warning("txn.after_commit_failed", error=str(exc))
+
+    def _abort_and_rewind(self) -> None:
+        batch, self._batch = self._batch, None
+        self.stats.aborts += 1
+        if self._eos and self._txn_open:
+            self._txn_open = False
+            try:
+                self._txn(
+                    lambda: self._producer.abort_transaction(self._kafka.txn_call_timeout_s),
+                    "abort_transaction",
+                )
+            except AbortBatchError as exc:
+                self._log.warning("txn.abort_failed", error=str(exc))
+                self._rebuild_producer()
+        elif not self._eos:
+            self._producer.purge()
+            self._delivery_errors.clear()
+        if batch is not None:
+            self._rewind(batch.first_offsets)
+
+    def _rewind(self, first_offsets: dict[TP, int]) -> None:
+        for (topic, partition), offset in first_offsets.items():
+            if (topic, partition) not in self._assigned:
+                continue  # no longer ours; the new owner starts from the committed offset
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                self._log.warning("kafka.seek_failed", topic=topic, partition=partition,
+                                  error=str(exc))
+                self._reassign_from_committed()
+                return
+        self._log.info("txn.rewound", partitions=len(first_offsets))
+
+    def _reassign_from_committed(self) -> None:
+        tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        committed = self._consumer.committed(tps, timeout=self._kafka.txn_call_timeout_s)
+        self._consumer.assign(committed)
+
+    def _txn(self, call: Callable[[], None], what: str) -> None:
+        """Run one transactional call: retry retriable, abort abortable, rebuild on fatal."""
+        for attempt in range(1, 6):
+            try:
+                self._call(call, what)
+                return
+            except KafkaException as exc:
+                kind = classify(exc)
+                self._log.warning("txn.call_failed", call=what, kind=kind.value,
+                                  attempt=attempt, error=str(exc))
+                if kind is TxnErrorKind.RETRIABLE and attempt < 5:
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
+                    continue
+                if kind is TxnErrorKind.FATAL:
+                    self._rebuild_producer()
+                raise AbortBatchError(f"{what}: {exc}") from exc
+            except FutureTimeout as exc:
+                self._log.error("txn.call_hung", call=what)
+                self._rebuild_producer()
+                raise AbortBatchError(f"{what} hung past our own timeout") from exc
+
+    def _call(self, call: Callable[[], Any], what: str) -> Any:
+        # Our own deadline around librdkafka calls known to hang (#5456, #5511).
+        fut = self._timeouts.submit(call)
+        return fut.result(timeout=self._kafka.txn_call_timeout_s + 5)
+
+    def _rebuild_producer(self) -> None:
+        self.stats.producer_rebuilds += 1
+        self._log.warning("kafka.producer_rebuild")
+        old = self._producer
+        try:
+            old.purge()
+        except KafkaException:
+            pass
+        self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
+        # The old transaction dies with the old producer (init_transactions aborts it);
+        # the caller still rewinds the batch's input.
+        self._txn_open = False
+        self._producer = self._new_producer()
+
+    # -- outages ------------------------------------------------------------
+
+    def _enter_outage(self, exc: RetryableError) -> None:
+        """A dependency is down: abort, rewind, pause and keep polling until it is back."""
+        self.stats.outages += 1
+        self._outage_backoff = min(max(self._outage_backoff * 2, 0.5),
+                                   self._worker.outage_backoff_max_s)
+        self._log.warning("worker.dependency_down", error=str(exc),
+                          retry_in_s=self._outage_backoff)
+        self._abort_and_rewind()
+        self._consumer.pause([TopicPartition(t, p) for t, p in self._assigned])
+        self._outage_until = time.monotonic() + self._outage_backoff
+
+    def _in_outage(self) -> bool:
+        if self._outage_until == 0.0:
+            return False
+        if time.monotonic() < self._outage_until and not self._stop.is_set():
+            self._consumer.poll(0.1)  # stay in the group while paused
+            return True
+        self._outage_until = 0.0
+        self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
+        return False
+
+    # -- rebalances ---------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._log.info("kafka.assigned", partitions=[f"{t.topic}/{t.partition}" for t in partitions])
+        if self._outage_until:
+            consumer.pause(partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Revoked cleanly: commit what we did, so the next owner starts after it.
+        self._log.info("kafka.revoked", partitions=len(partitions))
+        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self._finish_batch()
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost (session expired): another worker may own them already; never commit.
+        self._log.warning("kafka.lost", partitions=len(partitions))
+        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        if self._batch is not None:
+            self._abort_and_rewind()
+
+    # -- housekeeping -------------------------------------------------------
+
+    def _progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 10:
+            self._last_progress = now
+            s = self.stats
+            self._log.info("worker.progress", consumed=s.consumed, produced=s.produced,
+                           commits=s.commits, aborts=s.aborts, outages=s.outages,
+                           partitions=len(self._assigned))
+
+    def _close(self) -> None:
+        try:
+            self._consumer.close()  # leaves the group: a fast rebalance for the others
+        finally:
+            self._producer.flush(5)
+            self._timeouts.shutdown(wait=False)
+            s = self.stats
+            self._log.info("worker.stopped", consumed=s.consumed, produced=s.produced,
+                           commits=s.commits, aborts=s.aborts)

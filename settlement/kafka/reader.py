@@ -1,0 +1,68 @@
+"""Read a topic from start to end, read_committed, without joining a group.
+
+Used by operators (DLQ listing) and by checkers: a committed-only view of what
+the workers published.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from settlement.config import KafkaSettings
+from settlement.domain.errors import RetryableError
+
+
+def read_all(kafka: KafkaSettings, topic: str, timeout_s: float = 60.0) -> Iterator[Message]:
+    """Yield every committed record of `topic` up to its current end, then stop."""
+    consumer = Consumer({
+        **kafka.client_config(),
+        "group.id": "settlement-reader",  # never commits; assign() does not join the group
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        tmeta = meta.topics.get(topic)
+        if tmeta is None or tmeta.error is not None:
+            raise RetryableError(f"topic {topic} not found")
+        parts = sorted(tmeta.partitions)
+        ends = {}
+        for p in parts:
+            # read_committed high watermark = last stable offset
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = high
+        todo = {p for p in parts if ends[p] > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise RetryableError(f"timed out reading {topic}; {len(todo)} partitions left")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == err._PARTITION_EOF:
+                    todo.discard(msg.partition())
+                    continue
+                raise RetryableError(f"reading {topic}: {err}")
+            if msg.offset() >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+                continue
+            yield msg
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+    finally:
+        consumer.close()
+
+
+def headers_dict(msg: Message) -> dict[str, str]:
+    out: dict[str, Any] = {}
+    for k, v in msg.headers() or []:
+        out[k] = (v or b"").decode("utf-8", "replace")
+    return out

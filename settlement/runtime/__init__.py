@@ -1,0 +1,1 @@
+"""Worker process runtime: signals, drain, exit codes."""

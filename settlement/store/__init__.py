@@ -1,0 +1,1 @@
+"""Cassandra adapter: session, migrations, ledger and registry stores."""

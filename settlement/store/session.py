@@ -1,0 +1,76 @@
+"""Build a Cassandra session from settings, and map driver errors onto ours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cassandra import (
+    ConsistencyLevel,
+    CoordinationFailure,
+    OperationTimedOut,
+    ReadTimeout,
+    Unavailable,
+    WriteTimeout,
+)
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    Session,
+)
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from settlement.config import CassandraSettings
+from settlement.domain.errors import FatalError, RetryableError, SettlementError
+
+# Errors a later attempt may not see: node down, overloaded, timed out.
+TRANSIENT = (
+    OperationTimedOut, NoHostAvailable, Unavailable, ReadTimeout, WriteTimeout,
+    CoordinationFailure, ConnectionError, TimeoutError,
+)
+
+
+def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> Session:
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(settings.local_dc)),
+        request_timeout=settings.request_timeout_s,
+        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
+    )
+    auth = None
+    if settings.username:
+        pw = settings.password.get_secret_value() if settings.password else ""
+        auth = PlainTextAuthProvider(username=settings.username, password=pw)
+    cluster = Cluster(
+        contact_points=settings.contact_points,
+        port=settings.port,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        auth_provider=auth,
+        protocol_version=5,
+        connect_timeout=settings.request_timeout_s,
+    )
+    try:
+        return cluster.connect(keyspace)
+    except Exception as exc:
+        cluster.shutdown()
+        raise wrap_error(exc, f"cannot connect to Cassandra at {settings.contact_points}") from exc
+
+
+def close(session: Session) -> None:
+    session.cluster.shutdown()
+
+
+def wrap_error(exc: BaseException, what: str) -> SettlementError:
+    """Driver exception -> RetryableError (try later) or FatalError (fix something)."""
+    if isinstance(exc, SettlementError):
+        return exc
+    if isinstance(exc, TRANSIENT):
+        return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
+    return FatalError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def one(rows: Any) -> Any:
+    """First row of a result set, or None."""
+    return rows.one()
