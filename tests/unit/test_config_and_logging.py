@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from settlement.config import load_settings
+from settlement.domain.errors import ConfigError
+from settlement.logging import mask_sensitive
+
+
+def test_env_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SETTLEMENT_KAFKA__BOOTSTRAP_SERVERS", "broker:9092")
+    monkeypatch.setenv("SETTLEMENT_WORKER__COMMIT_INTERVAL_MS", "1000")
+    s = load_settings()
+    assert s.kafka.bootstrap_servers == "broker:9092"
+    assert s.worker.commit_interval_ms == 1000
+
+
+def test_toml_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[cassandra]\nkeyspace = "from_file"\nport = 19042\n'
+                   '[worker]\ncommit_interval_ms = 250\n')
+    monkeypatch.setenv("SETTLEMENT_CASSANDRA__PORT", "29042")
+    s = load_settings(cfg, worker={"instance_id": "w-9"})
+    assert s.cassandra.keyspace == "from_file"
+    assert s.cassandra.port == 29042            # env beats file
+    assert s.worker.commit_interval_ms == 250   # file beats default
+    assert s.worker.instance_id == "w-9"        # flags beat everything
+
+
+def test_settings_are_frozen_and_secrets_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SETTLEMENT_KAFKA__SASL_PASSWORD", "hunter2")
+    s = load_settings()
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
+    assert s.kafka.client_config()["sasl.password"] == "hunter2"
+    with pytest.raises(ValidationError):
+        s.kafka.bootstrap_servers = "x"  # type: ignore[misc]
+
+
+def test_bad_settings_are_refused_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SETTLEMENT_WORKER__PROCESSING_GUARANTEE", "maybe-once")
+    with pytest.raises(ValidationError, match="processing_guarantee"):
+        load_settings()
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_logs_mask_ibans_accounts_and_secrets() -> None:
+    event = mask_sensitive(None, "info", {
+        "event": "merchant.upserted", "account_id": "DE89370400440532013000",
+        "note": "paid to DE89370400440532013000 today", "password": "hunter2",
+    })
+    assert event["account_id"] == "DE****************3000"
+    assert "370400440532" not in event["note"] and event["note"].endswith("3000 today")
+    assert event["password"] == "***"
