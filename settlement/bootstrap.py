@@ -40,7 +40,7 @@ def build_worker(settings: Settings, role: str) -> Worker:
         worker=settings.worker,
         handler=handler,
         topics=[settings.topics.payments],
-        group_id=f"settlement-{role}",
+        group_id=f"{settings.worker.group_prefix}-{role}",
         role=role,
         tick_interval_s=settings.ledger.park_release_interval_s,
     )

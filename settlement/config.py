@@ -107,6 +107,10 @@ class WorkerSettings(BaseModel):
         default_factory=socket.gethostname,
         description="Stable per replica (a StatefulSet ordinal); it names the transactional.id.",
     )
+    group_prefix: str = Field(
+        default="settlement", pattern=r"^[A-Za-z0-9._-]+$",
+        description="Consumer groups are <prefix>-<role>; transactional ids <prefix>-<role>-<id>.",
+    )
     processing_guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
     commit_interval_ms: int = Field(default=100, ge=0)
     max_batch: int = Field(default=500, ge=1, le=100_000)

@@ -77,7 +77,7 @@ class StageLoop:
         self._tick_interval = tick_interval_s
         self._producer_extra = producer_extra or {}
         self._eos = worker.processing_guarantee == "exactly-once"
-        self._txn_id = f"settlement-{role}-{worker.instance_id}"
+        self._txn_id = f"{worker.group_prefix}-{role}-{worker.instance_id}"
         self._stop = threading.Event()
         self._batch: _Batch | None = None
         self._txn_open = False

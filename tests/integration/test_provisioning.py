@@ -1,0 +1,33 @@
+"""`settlement topics ensure` and `settlement db migrate` are idempotent, via the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import Namespace
+
+
+def cli(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "settlement", *args], env=ns.env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_topics_ensure_twice_creates_then_reports_existing(ns: Namespace) -> None:
+    first = cli(ns, "topics", "ensure")  # the fixture already created them
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("exists") == 6 and "created" not in first.stdout
+
+
+def test_db_migrate_twice_is_a_no_op_and_records_versions(ns: Namespace) -> None:
+    again = cli(ns, "db", "migrate")
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout
+
+
+def test_unreachable_kafka_is_a_clear_error_with_exit_2(ns: Namespace) -> None:
+    env = dict(ns.env, SETTLEMENT_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1")
+    r = subprocess.run([sys.executable, "-m", "settlement", "topics", "ensure"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "cannot reach Kafka" in r.stderr and "Traceback" not in r.stderr
