@@ -18,7 +18,9 @@ def _check_bic(value: str) -> str:
     try:
         return str(BIC(value))
     except SchwiftyException as exc:
-        raise PydanticCustomError("invalid_bic", "invalid BIC {v}: {e}", {"v": value, "e": str(exc)})
+        raise PydanticCustomError(
+            "invalid_bic", "invalid BIC {v}: {e}", {"v": value, "e": str(exc)}
+        ) from exc
 
 
 class MerchantAccount(BaseModel):

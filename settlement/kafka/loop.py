@@ -8,6 +8,7 @@ positions, so outputs and offsets land together or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -360,11 +361,8 @@ class StageLoop:
     def _rebuild_producer(self) -> None:
         self.stats.producer_rebuilds += 1
         self._log.warning("kafka.producer_rebuild")
-        old = self._producer
-        try:
-            old.purge()
-        except KafkaException:
-            pass
+        with contextlib.suppress(KafkaException):
+            self._producer.purge()
         self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
         # The old transaction dies with the old producer (init_transactions aborts it);
         # the caller still rewinds the batch's input.

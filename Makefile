@@ -1,0 +1,51 @@
+# settlement — the two commands a fresh machine needs:
+#   make demo   local stack + the ledger stage end to end on sample payments
+#   make test   everything the CI runs (installs Python deps and the JVM servers itself)
+
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra-up infra-down infra-status demo test test-unit lint bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with the package and dev tools
+
+infra-up:  ## start Kafka (KRaft) + Cassandra from Maven Central jars (idempotent)
+	bash infra/up.sh
+
+infra-down:  ## stop both servers (WIPE=1 also deletes their data)
+	bash infra/down.sh all $(if $(WIPE),--wipe,)
+
+infra-status:  ## show what runs where, and the log files
+	bash infra/status.sh
+
+demo: venv infra-up  ## run the ledger stage end to end on 10,000 sample payments
+	$(BIN)/settlement demo $(DEMO_ARGS)
+
+lint: venv  ## ruff, the layer contract, and the committed JSON Schema
+	$(BIN)/ruff check settlement tests
+	$(BIN)/lint-imports
+	$(BIN)/settlement schema check
+
+test-unit: venv  ## unit tests only (no network)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+test: venv lint infra-up  ## lint + unit + integration + e2e fault injection, on the real stack
+	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: venv infra-up  ## ledger throughput: exactly-once vs at-least-once, 1 and 2 workers
+	$(BIN)/settlement bench ledger $(BENCH_ARGS)
+
+clean:  ## remove the venv and caches (not the fetched jars in .infra/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
