@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from settlement.cli import admin, ledger, sample
+from settlement.cli import admin, demo, ledger, sample
 from settlement.cli.context import AppState
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ def _root(
 admin.register(app)
 ledger.register(app)
 sample.register(app)
+demo.register(app)
 
 
 def main() -> None:

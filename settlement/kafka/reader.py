@@ -66,3 +66,29 @@ def headers_dict(msg: Message) -> dict[str, str]:
     for k, v in msg.headers() or []:
         out[k] = (v or b"").decode("utf-8", "replace")
     return out
+
+
+def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
+    """Last stable offset per partition (what read_committed readers can see)."""
+    c = Consumer({**kafka.client_config(), "group.id": "settlement-reader",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
+    """How many records of `topic` the consumer group has not committed yet."""
+    c = Consumer({**kafka.client_config(), "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in parts]
+        lag = 0
+        for tp in c.committed(tps, timeout=10):
+            _low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        c.close()
