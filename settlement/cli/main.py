@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from settlement.cli import admin, demo, ledger, sample
+from settlement.cli import admin, bench, demo, ledger, sample
 from settlement.cli.context import AppState
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ admin.register(app)
 ledger.register(app)
 sample.register(app)
 demo.register(app)
+bench.register(app)
 
 
 def main() -> None:

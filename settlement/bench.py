@@ -1,0 +1,127 @@
+"""Ledger-stage benchmark: exactly-once vs at-least-once, side by side in one run.
+
+Each scenario gets its own topics and keyspace, the same pre-produced backlog,
+and K worker processes; throughput is measured from the first committed
+progress to an empty backlog (so process start-up is not counted), with worker
+RSS and CPU sampled by psutil.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka.admin import AdminClient
+
+from settlement import loadgen
+from settlement.config import Settings, load_settings
+from settlement.kafka.admin import ensure_topics, topic_specs
+from settlement.kafka.reader import group_lag
+from settlement.runtime.local import Fleet, child_env
+from settlement.store.merchants import CassandraMerchantRegistry
+from settlement.store.migrate import migrate
+from settlement.store.session import connect
+
+
+@dataclass
+class Scenario:
+    mode: str
+    workers: int
+    commit_interval_ms: int
+
+
+@dataclass
+class Result:
+    mode: str
+    workers: int
+    commit_interval_ms: int
+    events: int
+    seconds: float
+    events_per_s: float
+    worker_cpu_cores: float
+    peak_rss_mb: float
+    aborts_seen: int
+
+
+def _env(prefix: str, sc: Scenario) -> dict[str, str]:
+    return {
+        "SETTLEMENT_CASSANDRA__KEYSPACE": prefix.replace("-", "_"),
+        "SETTLEMENT_WORKER__GROUP_PREFIX": prefix,
+        "SETTLEMENT_WORKER__PROCESSING_GUARANTEE": sc.mode,
+        "SETTLEMENT_WORKER__COMMIT_INTERVAL_MS": str(sc.commit_interval_ms),
+        **{f"SETTLEMENT_TOPICS__{k.upper()}": f"{prefix}.{k}" for k in (
+            "payments", "payments_dlq", "items", "bank_outbound", "bank_inbound", "events")},
+    }
+
+
+def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecord],
+                 accounts: list[Any], prefix: str, log_dir: Path,
+                 produce: Callable[[Settings, list[loadgen.SampleRecord]], None]) -> Result:
+    env = _env(prefix, sc)
+    s = load_settings(**_overrides(base, env))
+    ensure_topics(s.kafka, s.topics)
+    session = connect(s.cassandra)
+    try:
+        migrate(session, s.cassandra)
+        CassandraMerchantRegistry(session).upsert(accounts)
+        produce(s, records)
+        fleet = Fleet.of("ledger", sc.workers, env=child_env(env), log_dir=log_dir,
+                         prefix=f"{prefix}-")
+        fleet.start()
+        procs = [psutil.Process(w.pid()) for w in fleet.workers]
+        total, group = len(records), f"{prefix}-ledger"
+        t_start = lag_start = None
+        peak_rss = 0
+        cpu0: dict[int, float] = {}
+        try:
+            while True:
+                lag = group_lag(s.kafka, group, s.topics.payments)
+                now = time.monotonic()
+                for p in procs:
+                    try:
+                        peak_rss = max(peak_rss, p.memory_info().rss)
+                    except psutil.Error:
+                        pass
+                if t_start is None and lag < total:
+                    t_start, lag_start = now, lag
+                    cpu0 = {p.pid: sum(p.cpu_times()[:2]) for p in procs}
+                if lag == 0:
+                    break
+                time.sleep(0.2)
+            cpu = sum(sum(p.cpu_times()[:2]) - cpu0.get(p.pid, 0.0) for p in procs)
+        finally:
+            fleet.stop()
+        assert t_start is not None and lag_start is not None
+        secs = max(time.monotonic() - t_start, 1e-6)
+        aborts = sum(w.log_path.read_text().count('"txn.aborting"') for w in fleet.workers)
+        return Result(sc.mode, sc.workers, sc.commit_interval_ms, total, round(secs, 2),
+                      round(lag_start / secs, 1), round(cpu / secs, 2),
+                      round(peak_rss / 2**20, 1), aborts)
+    finally:
+        try:
+            session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=60)
+        finally:
+            session.cluster.shutdown()
+        admin = AdminClient(s.kafka.client_config())
+        for f in admin.delete_topics([t.name for t in topic_specs(s.topics)]).values():
+            f.result(30)
+
+
+def _overrides(base: Settings, env: dict[str, str]) -> dict[str, Any]:
+    topics = {k.split("__")[1].lower(): v for k, v in env.items() if "__TOPICS__" in f"_{k}"
+              or k.startswith("SETTLEMENT_TOPICS__")}
+    return {
+        "cassandra": {**base.cassandra.model_dump(), "keyspace": env["SETTLEMENT_CASSANDRA__KEYSPACE"]},
+        "topics": {**base.topics.model_dump(), **topics},
+        "kafka": base.kafka.model_dump(),
+    }
+
+
+def write_json(results: list[Result], path: Path, meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))

@@ -1,0 +1,78 @@
+"""`settlement bench`: measured figures, printed as a table and written as JSON."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from settlement import bench, loadgen
+from settlement.cli.context import console, run, state
+from settlement.cli.sample import produce
+from settlement.runtime.stack import ensure_stack
+
+bench_app = typer.Typer(help="Benchmarks on the local stack (figures, not pass/fail).",
+                        no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    ctx: typer.Context,
+    events: Annotated[int, typer.Option(min=1000, help="Backlog per scenario.")] = 30_000,
+    workers: Annotated[str, typer.Option(help="Worker process counts.")] = "1,2",
+    commit_intervals: Annotated[str, typer.Option(help="Commit intervals in ms.")] = "100,1000",
+    out: Annotated[Path, typer.Option(help="JSON results.")] = Path("bench-out/ledger.json"),
+    seed: Annotated[int, typer.Option(help="Sample data seed.")] = 11,
+) -> None:
+    """Ledger throughput in exactly-once vs at-least-once mode (same work), for each
+    worker count and commit interval, run side by side; prints ratios.
+
+    Example: settlement bench ledger --events 50000 --workers 1,2 --commit-intervals 100,1000
+    """
+    s = state(ctx).settings()
+    run(lambda: ensure_stack(s))
+    ccys = ["EUR", "USD"]
+    accounts = loadgen.merchants(200, 3, ccys, seed)
+    records = list(loadgen.generate(events, merchants_n=200, currencies=ccys, seed=seed))
+    tag = datetime.now(UTC).strftime("%H%M%S")
+    results: list[bench.Result] = []
+    n = 0
+    for w in _ints(workers):
+        for ci in _ints(commit_intervals):
+            for mode in ("exactly-once", "at-least-once"):  # side by side: drift hits both
+                n += 1
+                sc = bench.Scenario(mode, w, ci)
+                console.print(f"[bold]scenario {n}[/bold]: {mode}, {w} worker(s), "
+                              f"commit every {ci} ms, {events:,} events")
+                r = run(lambda sc=sc, n=n: bench.run_scenario(
+                    s, sc, records, accounts, f"bench-{tag}-{n}", Path("bench-out/logs"),
+                    lambda st, recs: (produce(st, recs, rate=0, show_progress=False), None)[1]))
+                console.print(f"  {r.events_per_s:,.0f} events/s, {r.worker_cpu_cores} cores, "
+                              f"peak RSS {r.peak_rss_mb} MB")
+                results.append(r)
+    table = Table("mode", "workers", "commit ms", "events/s", "EOS/ALOS", "worker CPU (cores)",
+                  "peak RSS MB", title=f"ledger stage, {events:,} events backlog")
+    base = {(r.workers, r.commit_interval_ms): r.events_per_s for r in results
+            if r.mode == "at-least-once"}
+    for r in results:
+        ratio = r.events_per_s / base[(r.workers, r.commit_interval_ms)]
+        table.add_row(r.mode, str(r.workers), str(r.commit_interval_ms), f"{r.events_per_s:,.0f}",
+                      f"{ratio:.2f}" if r.mode == "exactly-once" else "1.00",
+                      f"{r.worker_cpu_cores:.2f}", f"{r.peak_rss_mb:.0f}")
+    console.print(table)
+    bench.write_json(results, out, {"when": datetime.now(UTC).isoformat(), "events": events,
+                                    "cpus": os.cpu_count(), "machine": platform.platform()})
+    console.print(f"wrote {out}")
