@@ -8,6 +8,7 @@ RSS and CPU sampled by psutil.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -83,10 +84,8 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
                 lag = group_lag(s.kafka, group, s.topics.payments)
                 now = time.monotonic()
                 for p in procs:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         peak_rss = max(peak_rss, p.memory_info().rss)
-                    except psutil.Error:
-                        pass
                 if t_start is None and lag < total:
                     t_start, lag_start = now, lag
                     cpu0 = {p.pid: sum(p.cpu_times()[:2]) for p in procs}

@@ -28,20 +28,30 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 class KafkaSettings(BaseModel):
     model_config = _FROZEN
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: str | None = None
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka brokers, host:port[,host:port].")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security.protocol.")
+    sasl_mechanism: str | None = Field(default=None, description="e.g. PLAIN, SCRAM-SHA-512.")
+    sasl_username: str | None = Field(default=None, description="SASL user.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password: from the environment or a secret file, never logged.")
+    ssl_ca_location: str | None = Field(default=None, description="CA bundle for SSL.")
     # Must exceed the worst batch including Cassandra retries (DESIGN: known traps).
-    transaction_timeout_ms: int = Field(default=60_000, ge=1_000)
+    transaction_timeout_ms: int = Field(
+        default=60_000, ge=1_000,
+        description="Kafka transaction.timeout.ms; must exceed the worst batch incl. Cassandra retries.")
     # Our own bound around send_offsets_to_transaction / commit (librdkafka #5456, #5511).
-    txn_call_timeout_s: float = Field(default=30.0, gt=0)
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    max_poll_interval_ms: int = Field(default=120_000, ge=10_000)
+    txn_call_timeout_s: float = Field(
+        default=30.0, gt=0, description="Our own deadline around each transactional call.")
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1_000,
+        description="Consumer session timeout: how fast a dead worker is noticed.")
+    max_poll_interval_ms: int = Field(
+        default=120_000, ge=10_000, description="Consumer max.poll.interval.ms.")
     # Raw librdkafka properties merged last, for anything not modelled above.
-    extra: dict[str, str] = Field(default_factory=dict)
+    extra: dict[str, str] = Field(
+        default_factory=dict, description="Raw librdkafka properties merged last.")
 
     def client_config(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -63,41 +73,50 @@ class KafkaSettings(BaseModel):
 class CassandraSettings(BaseModel):
     model_config = _FROZEN
 
-    contact_points: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
-    port: int = 9042
-    keyspace: str = Field(default="settlement", pattern=r"^[a-z][a-z0-9_]{0,47}$")
-    local_dc: str = "datacenter1"
+    contact_points: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"], description="Cassandra nodes to contact first.")
+    port: int = Field(default=9042, description="CQL native port.")
+    keyspace: str = Field(
+        default="settlement", pattern=r"^[a-z][a-z0-9_]{0,47}$", description="Keyspace for all tables.")
+    local_dc: str = Field(default="datacenter1", description="Data center for DC-aware routing.")
     replication: dict[str, str] = Field(
-        default_factory=lambda: {"class": "SimpleStrategy", "replication_factor": "1"}
+        default_factory=lambda: {"class": "SimpleStrategy", "replication_factor": "1"},
+        description="Keyspace replication used by db migrate (NetworkTopologyStrategy in prod).",
     )
-    username: str | None = None
-    password: SecretStr | None = None
-    request_timeout_s: float = Field(default=10.0, gt=0)
+    username: str | None = Field(default=None, description="PasswordAuthenticator user.")
+    password: SecretStr | None = Field(default=None, description="PasswordAuthenticator password.")
+    request_timeout_s: float = Field(default=10.0, gt=0, description="Per-request client timeout.")
     # In-flight async statements per worker; bounds memory and Cassandra's queue.
-    concurrency: int = Field(default=128, ge=1, le=2048)
+    concurrency: int = Field(
+        default=128, ge=1, le=2048, description="In-flight async statements per worker.")
 
 
 class TopicSettings(BaseModel):
     model_config = _FROZEN
 
-    payments: str = "payments.succeeded"
-    payments_dlq: str = "payments.succeeded.dlq"
-    items: str = "settlement.items"
-    bank_outbound: str = "bank.outbound"
-    bank_inbound: str = "bank.inbound"
-    events: str = "settlement.events"
-    partitions: int = Field(default=6, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    payments: str = Field(default="payments.succeeded", description="Topic name.")
+    payments_dlq: str = Field(default="payments.succeeded.dlq", description="Topic name.")
+    items: str = Field(default="settlement.items", description="Topic name.")
+    bank_outbound: str = Field(default="bank.outbound", description="Topic name.")
+    bank_inbound: str = Field(default="bank.inbound", description="Topic name.")
+    events: str = Field(default="settlement.events", description="Topic name.")
+    partitions: int = Field(default=6, ge=1, description="Partitions per topic (topics ensure).")
+    replication_factor: int = Field(default=1, ge=1, description="Topic replication factor.")
     # Inputs may carry large (bad) records so the ledger can dead-letter them itself.
-    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="Topic max.message.bytes for inputs, so oversized bad records reach the DLQ.")
 
 
 class LedgerSettings(BaseModel):
     model_config = _FROZEN
 
-    max_event_bytes: int = Field(default=1024 * 1024, ge=256)
-    merchant_cache_ttl_s: float = Field(default=5.0, ge=0)
-    park_release_interval_s: float = Field(default=5.0, gt=0)
+    max_event_bytes: int = Field(
+        default=1024 * 1024, ge=256, description="Larger events are dead-lettered as oversized.")
+    merchant_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long the ledger caches the merchant registry.")
+    park_release_interval_s: float = Field(
+        default=5.0, gt=0, description="How often parked payments are checked for release.")
 
 
 class WorkerSettings(BaseModel):
@@ -111,19 +130,24 @@ class WorkerSettings(BaseModel):
         default="settlement", pattern=r"^[A-Za-z0-9._-]+$",
         description="Consumer groups are <prefix>-<role>; transactional ids <prefix>-<role>-<id>.",
     )
-    processing_guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
-    commit_interval_ms: int = Field(default=100, ge=0)
-    max_batch: int = Field(default=500, ge=1, le=100_000)
-    poll_timeout_s: float = Field(default=0.1, gt=0)
-    outage_backoff_max_s: float = Field(default=5.0, gt=0)
-    drain_timeout_s: float = Field(default=20.0, gt=0)
+    processing_guarantee: Literal["exactly-once", "at-least-once"] = Field(
+        default="exactly-once", description="at-least-once is the benchmark baseline only.")
+    commit_interval_ms: int = Field(
+        default=100, ge=0, description="A transaction spans up to this long of polls.")
+    max_batch: int = Field(default=500, ge=1, le=100_000, description="Records per poll.")
+    poll_timeout_s: float = Field(default=0.1, gt=0, description="Consumer poll timeout.")
+    outage_backoff_max_s: float = Field(
+        default=5.0, gt=0, description="Longest pause between retries while a dependency is down.")
+    drain_timeout_s: float = Field(
+        default=20.0, gt=0, description="Expected worst drain time on SIGTERM (set the pod grace above it).")
 
 
 class LogSettings(BaseModel):
     model_config = _FROZEN
 
-    format: Literal["auto", "console", "json"] = "auto"
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = Field(
+        default="auto", description="auto = JSON unless stderr is a terminal.")
+    level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
 
 
 class Settings(BaseSettings):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from settlement.cli import admin, bench, demo, ledger, sample
+from settlement.cli import admin, bench, config_cmd, demo, ledger, sample
 from settlement.cli.context import AppState
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ ledger.register(app)
 sample.register(app)
 demo.register(app)
 bench.register(app)
+config_cmd.register(app)
 
 
 def main() -> None:

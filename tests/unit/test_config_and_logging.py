@@ -53,3 +53,11 @@ def test_logs_mask_ibans_accounts_and_secrets() -> None:
     assert event["account_id"] == "DE****************3000"
     assert "370400440532" not in event["note"] and event["note"].endswith("3000 today")
     assert event["password"] == "***"
+
+
+def test_configuration_reference_is_up_to_date() -> None:
+    from settlement.cli.config_cmd import reference
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text(encoding="utf-8") == reference(), (
+        "docs/configuration.md drifted: run `settlement config docs > docs/configuration.md`")
