@@ -56,7 +56,7 @@ def _env(prefix: str, sc: Scenario) -> dict[str, str]:
         "SETTLEMENT_WORKER__PROCESSING_GUARANTEE": sc.mode,
         "SETTLEMENT_WORKER__COMMIT_INTERVAL_MS": str(sc.commit_interval_ms),
         **{f"SETTLEMENT_TOPICS__{k.upper()}": f"{prefix}.{k}" for k in (
-            "payments", "payments_dlq", "items", "bank_outbound", "bank_inbound", "events")},
+            "payments", "payments_dlq", "items", "items_dlq", "bank_outbound", "bank_inbound", "events")},
     }
 
 

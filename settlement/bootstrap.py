@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from cassandra.cluster import Session
 
 from settlement.config import Settings
+from settlement.domain.batch import Party, SealedBatch
+from settlement.domain.calendar import PayoutWindow
+from settlement.domain.errors import ConfigError
+from settlement.iso20022.pacs008 import render_pacs008
 from settlement.kafka.loop import StageLoop
 from settlement.runtime.worker import Worker
+from settlement.service.batcher import BatcherHandler
+from settlement.service.calendars import CalendarRegistry
 from settlement.service.ledger import LedgerHandler
+from settlement.store.batches import CassandraBatchStore
 from settlement.store.ledger import CassandraLedgerStore
 from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.session import connect
 
-ROLES = ("ledger",)
+ROLES = ("ledger", "batcher")
+
+
+class _Calendars:
+    """Adapts the calendar registry to what the batcher needs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._registry = CalendarRegistry(settings.banks, settings.batcher.default_bank)
+        self._shards = {b.bic: b.shards for b in settings.banks}
+        self._default_shards = settings.batcher.default_bank.shards
+
+    def window_of(self, bic: str, captured_at: datetime) -> PayoutWindow:
+        return self._registry.window_of(bic, captured_at)
+
+    def next_window(self, bic: str, window: PayoutWindow) -> PayoutWindow:
+        return self._registry.for_bic(bic).next_window(window)
+
+    def shards(self, bic: str) -> int:
+        return self._shards.get(bic, self._default_shards)
+
+
+def _render(batch: SealedBatch, debtor: Party, charge_bearer: str, method: str) -> bytes:
+    return render_pacs008(batch, debtor, charge_bearer=charge_bearer, settlement_method=method)
 
 
 def cassandra(settings: Settings) -> Session:
@@ -25,8 +56,10 @@ def merchant_registry(settings: Settings, session: Session) -> CassandraMerchant
 
 def build_worker(settings: Settings, role: str) -> Worker:
     """Build one worker process's clients (after fork: never share them across processes)."""
+    if role == "batcher":
+        return _batcher(settings)
     if role != "ledger":
-        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     session = cassandra(settings)
     handler = LedgerHandler(
         CassandraLedgerStore(session, settings.cassandra.concurrency),
@@ -43,5 +76,30 @@ def build_worker(settings: Settings, role: str) -> Worker:
         group_id=f"{settings.worker.group_prefix}-{role}",
         role=role,
         tick_interval_s=settings.ledger.park_release_interval_s,
+    )
+    return Worker(loop, session)
+
+
+def _batcher(settings: Settings) -> Worker:
+    session = cassandra(settings)
+    worker_id = f"batcher-{settings.worker.instance_id}"
+    handler = BatcherHandler(
+        CassandraBatchStore(session, settings.cassandra.concurrency),
+        merchant_registry(settings, session),
+        _Calendars(settings),
+        settings.topics,
+        settings.batcher,
+        settings.processor,
+        _render,
+        worker_id,
+    )
+    loop = StageLoop(
+        kafka=settings.kafka,
+        worker=settings.worker,
+        handler=handler,
+        topics=[settings.topics.items],
+        group_id=f"{settings.worker.group_prefix}-batcher",
+        role="batcher",
+        tick_interval_s=settings.batcher.seal_check_interval_s,
     )
     return Worker(loop, session)

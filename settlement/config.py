@@ -97,6 +97,7 @@ class TopicSettings(BaseModel):
     payments: str = Field(default="payments.succeeded", description="Topic name.")
     payments_dlq: str = Field(default="payments.succeeded.dlq", description="Topic name.")
     items: str = Field(default="settlement.items", description="Topic name.")
+    items_dlq: str = Field(default="settlement.items.dlq", description="Topic name.")
     bank_outbound: str = Field(default="bank.outbound", description="Topic name.")
     bank_inbound: str = Field(default="bank.inbound", description="Topic name.")
     events: str = Field(default="settlement.events", description="Topic name.")
@@ -142,6 +143,53 @@ class WorkerSettings(BaseModel):
         default=20.0, gt=0, description="Expected worst drain time on SIGTERM (set the pod grace above it).")
 
 
+class BankSettings(BaseModel):
+    """A bank we pay merchants at: its cutoffs and calendar (processor side)."""
+
+    model_config = _FROZEN
+
+    bic: str = Field(description="The bank's BIC (creditor agent of its merchants' payouts).")
+    name: str = Field(default="", description="Display name.")
+    timezone: str = Field(default="Europe/Berlin", description="IANA zone of the cutoff times.")
+    cutoffs: list[str] = Field(
+        default_factory=lambda: ["10:00", "14:00"],
+        description="Local cutoff times HH:MM on business days; a window closes at each.")
+    holiday_calendar: Literal["TARGET2", "none"] = Field(
+        default="TARGET2", description="Built-in holiday calendar (TARGET2 = ECB XECB).")
+    holidays: list[str] = Field(
+        default_factory=list, description="Extra closed dates YYYY-MM-DD, on top of weekends.")
+    weekend: list[int] = Field(
+        default_factory=lambda: [5, 6], description="Closed weekdays, Monday=0 .. Sunday=6.")
+    shards: int = Field(default=1, ge=1, le=64,
+                        description="Batches per window; payouts spread by hash(payout_id).")
+
+
+class ProcessorSettings(BaseModel):
+    """Us: the debtor of every payout (Dbtr/DbtrAcct/DbtrAgt in pacs.008)."""
+
+    model_config = _FROZEN
+
+    name: str = Field(default="Settlement Demo Processor GmbH", description="Debtor name.")
+    iban: str = Field(default="DE89370400440532013000", description="Debtor account (IBAN).")
+    bic: str = Field(default="MOCKDEFFXXX", description="Debtor agent BIC.")
+    charge_bearer: Literal["SLEV", "SHAR", "DEBT", "CRED"] = Field(
+        default="SLEV", description="ChrgBr of every transaction.")
+    settlement_method: Literal["CLRG", "INDA", "INGA"] = Field(
+        default="CLRG", description="SttlmInf/SttlmMtd.")
+
+
+class BatcherSettings(BaseModel):
+    model_config = _FROZEN
+
+    seal_grace_s: float = Field(
+        default=2.0, ge=0, description="Wait this long after a cutoff for in-flight items.")
+    seal_check_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the batcher looks for batches to seal.")
+    default_bank: BankSettings = Field(
+        default_factory=lambda: BankSettings(bic="DEFAULT"),
+        description="Calendar used for a BIC with no [[banks]] entry.")
+
+
 class LogSettings(BaseModel):
     model_config = _FROZEN
 
@@ -161,6 +209,9 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    banks: list[BankSettings] = Field(default_factory=list)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    batcher: BatcherSettings = Field(default_factory=BatcherSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -78,7 +78,8 @@ def _namespace_env(name: str) -> dict[str, str]:
         "SETTLEMENT_LEDGER__MERCHANT_CACHE_TTL_S": "0.5",
         **{f"SETTLEMENT_TOPICS__{k.upper()}": f"{name}.{v}" for k, v in {
             "payments": "payments.succeeded", "payments_dlq": "payments.succeeded.dlq",
-            "items": "settlement.items", "bank_outbound": "bank.outbound",
+            "items": "settlement.items", "items_dlq": "settlement.items.dlq",
+            "bank_outbound": "bank.outbound",
             "bank_inbound": "bank.inbound", "events": "settlement.events"}.items()},
     }
 

@@ -41,17 +41,34 @@ def reference() -> str:
              ""]
     for section, field in Settings.model_fields.items():
         model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        lines += [f"## `{section}`", "", "| env | default | notes |", "|---|---|---|"]
-        defaults = model()
-        for name, f in model.model_fields.items():
-            default = getattr(defaults, name)
-            shown = "(hostname)" if name == "instance_id" else (
-                "(unset)" if default is None else f"`{json.dumps(default, default=str)}`")
-            env = f"`SETTLEMENT_{section.upper()}__{name.upper()}`"
-            lines.append(f"| {env} | {shown} | {(f.description or '').replace('|', '/')} |")
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            lines += [f"## `{section}`", "", "| env | default | notes |", "|---|---|---|"]
+            lines += _rows(model, lambda name, s=section: f"`SETTLEMENT_{s.upper()}__{name.upper()}`")
+        else:  # list[BankSettings]: TOML [[banks]] tables, or JSON in SETTLEMENT_BANKS
+            (item,) = getattr(model, "__args__", (None,))
+            assert isinstance(item, type) and issubclass(item, BaseModel)
+            lines += [f"## `[[{section}]]`", "",
+                      f"A list: one `[[{section}]]` table per entry in the TOML file, or a JSON "
+                      f"array in `SETTLEMENT_{section.upper()}`.", "",
+                      "| key | default | notes |", "|---|---|---|"]
+            lines += _rows(item, lambda name: f"`{name}`", required_ok=True)
         lines.append("")
     return "\n".join(lines)
+
+
+def _rows(model: type[BaseModel], key: Any, required_ok: bool = False) -> list[str]:
+    out = []
+    for name, f in model.model_fields.items():
+        if f.is_required():
+            shown = "(required)"
+        else:
+            default = f.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump()
+            shown = "(hostname)" if name == "instance_id" else (
+                "(unset)" if default is None else f"`{json.dumps(default, default=str)}`")
+        out.append(f"| {key(name)} | {shown} | {(f.description or '').replace('|', '/')} |")
+    return out
 
 
 @config_app.command("docs")

@@ -34,6 +34,7 @@ def topic_specs(t: TopicSettings) -> list[TopicSpec]:
         TopicSpec(t.payments, t.partitions, big),
         TopicSpec(t.payments_dlq, t.partitions, dlq),
         TopicSpec(t.items, t.partitions, {}),
+        TopicSpec(t.items_dlq, t.partitions, dlq),
         TopicSpec(t.bank_outbound, t.partitions, big),
         TopicSpec(t.bank_inbound, t.partitions, big),
         TopicSpec(t.events, t.partitions, {}),

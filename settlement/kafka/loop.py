@@ -213,9 +213,10 @@ class StageLoop:
         for out in result.outputs:
             while True:
                 try:
+                    extra = {} if out.partition is None else {"partition": out.partition}
                     self._producer.produce(
                         out.topic, value=out.value, key=out.key, headers=out.headers,
-                        on_delivery=None if self._eos else self._on_delivery,
+                        on_delivery=None if self._eos else self._on_delivery, **extra,
                     )
                     break
                 except BufferError:
@@ -397,6 +398,7 @@ class StageLoop:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         self._log.info("kafka.assigned", partitions=[f"{t.topic}/{t.partition}" for t in partitions])
+        self._handler.assigned([(tp.topic, tp.partition) for tp in partitions])
         if self._outage_until:
             consumer.pause(partitions)
 

@@ -155,6 +155,9 @@ class LedgerHandler:
         result.outputs.append(item_record(item, self._topics.items))
         return None
 
+    def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """The ledger needs no ownership claim: its writes are content-determined."""
+
     def tick(self, owned: Sequence[tuple[str, int]]) -> HandlerResult:
         """Release parked payments whose merchant now has a payout account."""
         result = HandlerResult()

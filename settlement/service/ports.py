@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from enum import Enum
 from typing import Protocol
 
@@ -38,6 +39,7 @@ class OutboundRecord:
     key: bytes | None
     value: bytes
     headers: Headers = field(default_factory=list)
+    partition: int | None = None  # None: by key; set when a record must land in one partition
 
 
 @dataclass
@@ -59,6 +61,10 @@ class Handler(Protocol):
 
     def tick(self, owned: Sequence[tuple[str, int]]) -> HandlerResult:
         """Periodic work for the partitions this worker owns (e.g. releasing parked items)."""
+        ...
+
+    def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Called when partitions are assigned, before their records are handled."""
         ...
 
 
@@ -120,3 +126,74 @@ class ItemSink(Protocol):
     """Turns an item into the record for the next stage (topic and serialization)."""
 
     def __call__(self, item: SettlementItem) -> OutboundRecord: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    batch_id: str
+    bank_bic: str
+    currency: str
+    window_id: str
+    cutoff_at: datetime
+    settlement_date: date
+    shard: int
+    items_topic: str
+    items_partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    payout_id: str
+    payment_id: str
+    merchant_id: str
+    payout_mode: str
+    amount_minor: int
+    fee_minor: int
+    captured_at: datetime
+    late: bool
+
+
+class AddOutcome(Enum):
+    APPLIED = "applied"
+    SEALED = "sealed"
+    FENCED = "fenced"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class SealState:
+    """What the header says after a seal attempt."""
+
+    applied: bool
+    status: str | None
+    sealed_by: str | None
+    sealed_at: datetime | None
+    msg_id: str | None
+    owner_epoch: int | None
+
+
+class BatchStore(Protocol):
+    def claim(self, topic: str, partition: int, owner: str) -> int: ...
+
+    def create(self, headers: Sequence[BatchHeader], epoch: int) -> None: ...
+
+    def add(self, groups: dict[str, list[BatchRow]], epoch: int) -> dict[str, AddOutcome]: ...
+
+    def present(self, keys: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]: ...
+
+    def seal(self, batch_id: str, epoch: int, sealed_by: str, sealed_at: datetime,
+             msg_id: str) -> SealState: ...
+
+    def header(self, batch_id: str) -> tuple[BatchHeader, SealState] | None: ...
+
+    def rows(self, batch_id: str) -> list[BatchRow]: ...
+
+    def batches_of(self, topic: str, partition: int) -> list[tuple[str, str, datetime]]: ...
+
+    def message(self, batch_id: str) -> bytes | None: ...
+
+    def save_payouts(self, params: list[tuple[object, ...]]) -> None: ...
+
+    def save_message(self, params: tuple[object, ...]) -> None: ...
+
+    def mark_index(self, params: tuple[object, ...]) -> None: ...

@@ -16,7 +16,7 @@ def cli(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
 def test_topics_ensure_twice_creates_then_reports_existing(ns: Namespace) -> None:
     first = cli(ns, "topics", "ensure")  # the fixture already created them
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("exists") == 6 and "created" not in first.stdout
+    assert first.stdout.count("exists") == 7 and "created" not in first.stdout
 
 
 def test_db_migrate_twice_is_a_no_op_and_records_versions(ns: Namespace) -> None:

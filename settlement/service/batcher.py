@@ -1,0 +1,344 @@
+"""The batcher stage: payments into payouts, payouts into batches, batches into pacs.008.
+
+Items arrive keyed by bank and currency, so one worker owns every batch of a
+bank+currency. Sealing is driven through the log itself: when a batch's
+cutoff (plus grace) has passed, the owner appends a *seal command* to the
+batch's own items partition. Items before the command are in the batch; items
+after it are late and go to the next window. Consuming the command seals the
+batch and publishes its pacs.008 in the same transaction as the command's
+offset, so the message is published exactly once, and a replay after a crash
+makes the same decisions in the same order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from settlement.config import BatcherSettings, ProcessorSettings, TopicSettings
+from settlement.domain.batch import (
+    Party,
+    PayoutTx,
+    SealedBatch,
+    batch_id_for,
+    payout_id_for,
+    shard_of,
+    short_id,
+    transaction_ids,
+)
+from settlement.domain.calendar import PayoutWindow
+from settlement.domain.errors import RetryableError
+from settlement.domain.payment import SettlementItem
+from settlement.service.deadletter import dead_letter, header
+from settlement.service.ports import (
+    AddOutcome,
+    BatchHeader,
+    BatchRow,
+    BatchStore,
+    HandlerResult,
+    InboundRecord,
+    MerchantDirectory,
+    OutboundRecord,
+)
+
+log = structlog.get_logger(__name__)
+MAX_LATE_HOPS = 64  # a payment later than this many sealed windows is a bug, not a case
+
+
+class BatchOwnershipLostError(RetryableError):
+    """Another worker holds a newer epoch for this items partition (we are a zombie)."""
+
+
+class Calendars(Protocol):
+    """What the batcher needs from the bank calendars."""
+
+    def window_of(self, bic: str, captured_at: datetime) -> PayoutWindow: ...
+    def next_window(self, bic: str, window: PayoutWindow) -> PayoutWindow: ...
+    def shards(self, bic: str) -> int: ...
+
+
+@dataclass
+class BatcherStats:
+    items: int = 0
+    late: int = 0
+    sealed: int = 0
+    published: int = 0
+    duplicate_commands: int = 0
+    dead_letters: int = 0
+
+
+@dataclass
+class _Target:
+    item: SettlementItem
+    partition: int
+    window: PayoutWindow
+    late: bool = False
+    payout_id: str = ""
+    batch_id: str = ""
+
+
+@dataclass
+class _Owned:
+    epoch: int
+    batches: dict[str, BatchHeader] = field(default_factory=dict)
+    commanded: set[str] = field(default_factory=set)
+
+
+Renderer = Callable[[SealedBatch, Party, str, str], bytes]
+
+
+class BatcherHandler:
+    def __init__(self, store: BatchStore, merchants: MerchantDirectory, calendars: Calendars,
+                 topics: TopicSettings, settings: BatcherSettings, processor: ProcessorSettings,
+                 render: Renderer, worker_id: str,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
+        self._merchants = merchants
+        self._cal = calendars
+        self._topics = topics
+        self._settings = settings
+        self._processor = processor
+        self._render = render
+        self._worker_id = worker_id
+        self._clock = clock
+        self._owned: dict[int, _Owned] = {}
+        self._fresh: set[int] = set()  # assigned, ownership not yet claimed
+        self._known: set[str] = set()  # batch ids whose header exists
+        self.stats = BatcherStats()
+
+    # -- ownership ---------------------------------------------------------
+
+    def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        for topic, p in partitions:
+            if topic == self._topics.items:
+                self._owned.pop(p, None)
+                self._fresh.add(p)
+
+    def _own(self, partition: int) -> _Owned:
+        owned = self._owned.get(partition)
+        if owned is None or partition in self._fresh:
+            epoch = self._store.claim(self._topics.items, partition, self._worker_id)
+            owned = _Owned(epoch)
+            for batch_id, status, _cutoff in self._store.batches_of(self._topics.items, partition):
+                if status == "open":
+                    found = self._store.header(batch_id)
+                    if found is not None and found[1].status == "open":
+                        owned.batches[batch_id] = found[0]
+            self._owned[partition] = owned
+            self._fresh.discard(partition)
+            log.info("batcher.partition_claimed", partition=partition, epoch=epoch,
+                     open_batches=len(owned.batches))
+        return owned
+
+    # -- records -----------------------------------------------------------
+
+    def handle(self, records: Sequence[InboundRecord]) -> HandlerResult:
+        result = HandlerResult()
+        pending: list[_Target] = []
+        for rec in records:
+            if header(rec.headers, "kind") == "seal":
+                self._place(pending)
+                pending = []
+                self._seal(rec, result)
+                continue
+            try:
+                item = SettlementItem.model_validate_json(rec.value or b"")
+            except ValidationError as exc:
+                self.stats.dead_letters += 1
+                result.outputs.append(dead_letter(rec, self._topics.items_dlq, "invalid_item",
+                                                  str(exc)[:500], "ValidationError",
+                                                  self._worker_id))
+                continue
+            window = self._cal.window_of(item.bank_bic, item.captured_at)
+            pending.append(_Target(item, rec.source.partition, window))
+        self._place(pending)
+        return result
+
+    def _place(self, targets: list[_Target]) -> None:
+        """Put each payment into its payout's batch; a sealed batch sends it one window on."""
+        self.stats.items += len(targets)
+        for _hop in range(MAX_LATE_HOPS):
+            if not targets:
+                return
+            by_part: dict[int, list[_Target]] = defaultdict(list)
+            for t in targets:
+                self._address(t)
+                by_part[t.partition].append(t)
+            retry: list[_Target] = []
+            for partition, group in by_part.items():
+                retry.extend(self._place_in_partition(partition, group))
+            targets = retry
+        raise RetryableError(f"{len(targets)} payments still unplaced after {MAX_LATE_HOPS} windows")
+
+    def _address(self, t: _Target) -> None:
+        it = t.item
+        t.payout_id = payout_id_for(it.merchant_id, it.currency, t.window.window_id,
+                                    it.payment_id, it.payout_mode)
+        shard = shard_of(t.payout_id, self._cal.shards(it.bank_bic))
+        t.batch_id = batch_id_for(it.bank_bic, it.currency, t.window.window_id, shard)
+
+    def _place_in_partition(self, partition: int, group: list[_Target]) -> list[_Target]:
+        owned = self._own(partition)
+        new_headers: dict[str, BatchHeader] = {}
+        rows: dict[str, list[BatchRow]] = defaultdict(list)
+        for t in group:
+            if t.batch_id not in self._known and t.batch_id not in new_headers:
+                new_headers[t.batch_id] = BatchHeader(
+                    t.batch_id, t.item.bank_bic, t.item.currency, t.window.window_id,
+                    t.window.cutoff_at, t.window.settlement_date,
+                    int(t.batch_id.rsplit("-", 1)[1]), self._topics.items, partition)
+            it = t.item
+            rows[t.batch_id].append(BatchRow(t.payout_id, it.payment_id, it.merchant_id,
+                                             it.payout_mode, it.amount_minor, it.fee_minor,
+                                             it.captured_at, t.late))
+        if new_headers:
+            self._store.create(list(new_headers.values()), owned.epoch)
+            self._known.update(new_headers)
+        outcomes = self._store.add(dict(rows), owned.epoch)
+        late: list[_Target] = []
+        sealed_ids = {b for b, o in outcomes.items() if o is AddOutcome.SEALED}
+        for batch_id, outcome in outcomes.items():
+            if outcome is AddOutcome.FENCED:
+                raise BatchOwnershipLostError(
+                    f"batch {batch_id}: a newer owner holds items partition {partition}")
+            if outcome is AddOutcome.MISSING:
+                raise RetryableError(f"batch {batch_id} has no header")
+            if outcome is AddOutcome.APPLIED and batch_id in new_headers:
+                owned.batches[batch_id] = new_headers[batch_id]
+        if sealed_ids:
+            # Rows that made it in before the seal stay there; the rest are late.
+            cands = [t for t in group if t.batch_id in sealed_ids]
+            present = self._store.present([(t.batch_id, t.payout_id, t.item.payment_id)
+                                           for t in cands])
+            for t in cands:
+                if (t.batch_id, t.payout_id, t.item.payment_id) not in present:
+                    t.window = self._cal.next_window(t.item.bank_bic, t.window)
+                    t.late = True
+                    late.append(t)
+                    self.stats.late += 1
+                    log.info("batcher.late_payment", payment_id=t.item.payment_id,
+                             sealed_batch=t.batch_id, next_window=t.window.window_id)
+                owned.batches.pop(t.batch_id, None)
+        return late
+
+    # -- sealing -----------------------------------------------------------
+
+    def tick(self, owned: Sequence[tuple[str, int]]) -> HandlerResult:
+        """Append a seal command for every owned batch whose cutoff + grace has passed."""
+        result = HandlerResult()
+        now = self._clock()
+        grace = timedelta(seconds=self._settings.seal_grace_s)
+        mine = {p for t, p in owned if t == self._topics.items}
+        for p in list(self._owned):
+            if p not in mine:
+                del self._owned[p]  # revoked: the next owner claims a new epoch
+        for p in sorted(mine):
+            state = self._own(p)
+            for batch_id, head in sorted(state.batches.items()):
+                if batch_id in state.commanded or now < head.cutoff_at + grace:
+                    continue
+                state.commanded.add(batch_id)
+                result.outputs.append(OutboundRecord(
+                    topic=self._topics.items, key=f"{head.bank_bic}:{head.currency}".encode(),
+                    value=orjson.dumps({"batch_id": batch_id, "issued_by": self._worker_id,
+                                        "issued_at": now.isoformat()}),
+                    headers=[("kind", b"seal"), ("batch_id", batch_id.encode())], partition=p))
+                log.info("batcher.seal_requested", batch_id=batch_id,
+                         cutoff_at=head.cutoff_at.isoformat())
+        return result
+
+    def _seal(self, rec: InboundRecord, result: HandlerResult) -> None:
+        try:
+            batch_id = str(orjson.loads(rec.value or b"{}")["batch_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            result.outputs.append(dead_letter(rec, self._topics.items_dlq, "invalid_seal_command",
+                                              repr(exc), type(exc).__name__, self._worker_id))
+            return
+        partition = rec.source.partition
+        owned = self._own(partition)
+        found = self._store.header(batch_id)
+        if found is None:
+            result.outputs.append(dead_letter(rec, self._topics.items_dlq, "unknown_batch",
+                                              f"no batch {batch_id}", "LookupError",
+                                              self._worker_id))
+            return
+        head = found[0]
+        sealed_by = f"{rec.source.topic}/{rec.source.partition}@{rec.source.offset}"
+        sealed_at = self._clock().replace(microsecond=0)
+        state = self._store.seal(batch_id, owned.epoch, sealed_by, sealed_at,
+                                 short_id("M", batch_id))
+        owned.batches.pop(batch_id, None)
+        if state.status == "open":
+            raise BatchOwnershipLostError(f"batch {batch_id}: sealed by a newer owner's epoch")
+        if not state.applied and state.sealed_by != sealed_by:
+            self.stats.duplicate_commands += 1
+            log.info("batcher.seal_duplicate", batch_id=batch_id, sealed_by=state.sealed_by)
+            return
+        assert state.sealed_at is not None and state.msg_id is not None
+        self.stats.sealed += state.applied
+        xml = self._message(head, state.sealed_at, state.msg_id)
+        if xml is not None:
+            self.stats.published += 1
+            result.outputs.append(OutboundRecord(
+                topic=self._topics.bank_outbound, key=head.bank_bic.encode(), value=xml,
+                headers=[("msg_id", state.msg_id.encode()), ("batch_id", batch_id.encode()),
+                         ("bank_bic", head.bank_bic.encode()), ("currency", head.currency.encode())]))
+
+    def _message(self, head: BatchHeader, sealed_at: datetime, msg_id: str) -> bytes | None:
+        """The batch's pacs.008: stored at first seal, re-sent byte for byte afterwards."""
+        stored = self._store.message(head.batch_id)
+        if stored is not None:
+            return stored
+        rows = self._store.rows(head.batch_id)
+        by_payout: dict[str, list[BatchRow]] = defaultdict(list)
+        for r in rows:
+            by_payout[r.payout_id].append(r)
+        txs, payouts = [], []
+        for payout_id in sorted(by_payout):
+            group = by_payout[payout_id]
+            gross = sum(r.amount_minor for r in group)
+            fee = sum(r.fee_minor for r in group)
+            net = gross - fee
+            merchant = group[0].merchant_id
+            instr, e2e, uetr = transaction_ids(payout_id)
+            account = self._merchants.lookup(merchant, head.currency)
+            status = "sent" if net > 0 and account is not None else (
+                "nothing_to_pay" if net == 0 else "no_payout_account")
+            if status == "sent":
+                assert account is not None
+                txs.append(PayoutTx(
+                    payout_id=payout_id, instr_id=instr, end_to_end_id=e2e, uetr=uetr,
+                    amount_minor=net, currency=head.currency,
+                    creditor=Party(name=account.creditor_name, account_id=account.account_id,
+                                   account_scheme=account.account_scheme, bic=account.bank_bic),
+                    remittance=f"Payout {payout_id} {head.window_id}: {len(group)} payment(s)",
+                    payments=len(group)))
+            payouts.append((payout_id, head.batch_id, merchant, head.currency, head.window_id,
+                            net, gross, fee, len(group), sum(r.late for r in group), 1, e2e,
+                            instr, uetr, status, sealed_at))
+        self._store.save_payouts(payouts)
+        xml = None
+        if txs:
+            batch = SealedBatch(batch_id=head.batch_id, msg_id=msg_id, created_at=sealed_at,
+                                settlement_date=head.settlement_date, currency=head.currency,
+                                bank_bic=head.bank_bic, transactions=tuple(txs))
+            p = self._processor
+            debtor = Party(name=p.name, account_id=p.iban, bic=p.bic)
+            xml = self._render(batch, debtor, p.charge_bearer, p.settlement_method)
+            self._store.save_message((head.batch_id, msg_id, head.bank_bic, head.currency,
+                                      head.settlement_date, len(txs),
+                                      sum(t.amount_minor for t in txs), xml, sealed_at))
+        self._store.mark_index((
+            "sent" if xml else "empty", len(txs), sum(t.amount_minor for t in txs), len(rows),
+            sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
+            head.items_partition, head.batch_id))
+        log.info("batch.sealed", batch_id=head.batch_id, msg_id=msg_id, txs=len(txs),
+                 payments=len(rows), late=sum(r.late for r in rows))
+        return xml
