@@ -17,7 +17,9 @@ from settlement import logging as slog
 from settlement.config import Settings, load_settings
 from settlement.domain.errors import FatalError, RetryableError, SettlementError
 
-console = Console(stderr=False)
+# Piped output (scripts, CI logs) gets a wide fixed width instead of rich's 80 columns,
+# so ids are never cut.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 T = TypeVar("T")
 

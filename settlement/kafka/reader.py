@@ -92,3 +92,39 @@ def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
         return lag
     finally:
         c.close()
+
+
+def pending_records(kafka: KafkaSettings, group: str, topic: str, cap: int = 10_000) -> int:
+    """Committed data records after the group's committed offsets (up to `cap`).
+
+    Unlike watermark arithmetic this is exact on transactional topics, where
+    commit markers occupy offsets after the last record a group can consume.
+    """
+    c = Consumer({**kafka.client_config(), "group.id": group, "enable.auto.commit": False,
+                  "isolation.level": "read_committed", "enable.partition.eof": True})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        start = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        todo = []
+        for tp in start:
+            _low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            pos = max(tp.offset, 0)
+            if high > pos:
+                todo.append(TopicPartition(topic, tp.partition, pos))
+        if not todo:
+            return 0
+        c.assign(todo)
+        left = {tp.partition for tp in todo}
+        count, deadline = 0, time.monotonic() + 30
+        while left and count < cap and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == msg.error()._PARTITION_EOF:
+                    left.discard(msg.partition())
+                continue
+            count += 1
+        return count if not left or count >= cap else max(count, 1)
+    finally:
+        c.close()

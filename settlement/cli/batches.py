@@ -1,0 +1,121 @@
+"""`settlement batches list|show` and `settlement payouts show`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from settlement import bootstrap
+from settlement.cli.context import console, fail, run, state
+from settlement.domain.money import format_minor
+
+batches_app = typer.Typer(help="Settlement batches (one pacs.008 each).", no_args_is_help=True)
+payouts_app = typer.Typer(help="Merchant payouts.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(batches_app, name="batches")
+    app.add_typer(payouts_app, name="payouts")
+
+
+def _query(ctx: typer.Context, cql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    s = state(ctx).settings()
+
+    def _go() -> list[Any]:
+        session = bootstrap.cassandra(s)
+        try:
+            return list(session.execute(cql, params))
+        finally:
+            session.cluster.shutdown()
+
+    return run(_go)
+
+
+@batches_app.command("list")
+def batches_list(
+    ctx: typer.Context,
+    bank: Annotated[str | None, typer.Option(help="Only this bank BIC.")] = None,
+    date: Annotated[str | None, typer.Option(help="Only windows on this date (YYYY-MM-DD).")] = None,
+    status: Annotated[str | None, typer.Option(help="open, sent or empty.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 100,
+) -> None:
+    """List batches with their totals, newest window first.
+
+    Example: settlement batches list --bank MOCKDEFFXXX --date 2026-11-02 --status sent
+    """
+    rows = _query(ctx, "SELECT batch_id, bank_bic, currency, window_id, status, nb_of_txs, "
+                       "ctrl_sum, payments, late_payments, msg_id FROM batch_index")
+    day = date.replace("-", "") if date else None
+    rows = [r for r in rows if (bank is None or r.bank_bic == bank)
+            and (day is None or r.window_id.startswith(day))
+            and (status is None or r.status == status)]
+    rows.sort(key=lambda r: (r.window_id, r.batch_id), reverse=True)
+    table = Table()
+    table.add_column("batch", no_wrap=True)
+    for name in ("status", "txs", "payments", "late", "total"):
+        table.add_column(name, no_wrap=True)
+    for r in rows[:limit]:
+        total = format_minor(r.ctrl_sum, r.currency) if r.ctrl_sum is not None else "-"
+        table.add_row(r.batch_id, r.status, str(r.nb_of_txs or 0), str(r.payments or 0),
+                      str(r.late_payments or 0), f"{total} {r.currency}")
+    console.print(table)
+    console.print(f"{len(rows)} batch(es)")
+
+
+@batches_app.command("show")
+def batches_show(
+    ctx: typer.Context,
+    batch_id: Annotated[str, typer.Argument(help="Batch id (see `batches list`).")],
+    xml: Annotated[bool, typer.Option("--xml", help="Print the pacs.008 as sent.")] = False,
+) -> None:
+    """One batch: its payouts, or with --xml the exact pacs.008 sent to the bank."""
+    if xml:
+        rows = _query(ctx, "SELECT xml FROM batch_messages WHERE batch_id = %s", (batch_id,))
+        if not rows:
+            fail(f"no pacs.008 stored for batch {batch_id} (open, empty or unknown)")
+        print(bytes(rows[0].xml).decode("utf-8"))
+        return
+    rows = _query(ctx, "SELECT payout_id, payment_id, merchant_id, amount_minor, fee_minor, "
+                       "late, status, currency, window_id FROM batches WHERE batch_id = %s",
+                  (batch_id,))
+    pay = [r for r in rows if r.payment_id is not None]
+    if not rows:
+        fail(f"no batch {batch_id}")
+    head = rows[0]
+    console.print(f"batch {batch_id}: {head.status}, window {head.window_id}, "
+                  f"{len(pay)} payment(s)")
+    per: dict[str, list[Any]] = {}
+    for r in pay:
+        per.setdefault(r.payout_id, []).append(r)
+    table = Table("payout", "merchant", "payments", "late", "net")
+    for pid, group in sorted(per.items()):
+        net = sum(r.amount_minor - r.fee_minor for r in group)
+        table.add_row(pid, group[0].merchant_id, str(len(group)), str(sum(r.late for r in group)),
+                      f"{format_minor(net, head.currency)} {head.currency}")
+    console.print(table)
+
+
+@payouts_app.command("show")
+def payouts_show(
+    ctx: typer.Context,
+    payout_id: Annotated[str, typer.Argument(help="Payout id (see `batches show`).")],
+) -> None:
+    """One payout: status, transaction ids, and the payments it nets."""
+    po = _query(ctx, "SELECT * FROM payouts WHERE payout_id = %s", (payout_id,))
+    if not po:
+        fail(f"no payout {payout_id} (not sealed yet, or unknown)")
+    p = po[0]
+    console.print(f"payout {p.payout_id}: {p.status}, merchant {p.merchant_id}, batch {p.batch_id}")
+    console.print(f"  EndToEndId {p.end_to_end_id}  UETR {p.uetr}  InstrId {p.instr_id}")
+    console.print(f"  gross {format_minor(p.gross_minor, p.currency)} - fees "
+                  f"{format_minor(p.fee_minor, p.currency)} = net "
+                  f"{format_minor(p.amount_minor, p.currency)} {p.currency}")
+    rows = _query(ctx, "SELECT payment_id, amount_minor, fee_minor, captured_at, late FROM batches "
+                       "WHERE batch_id = %s AND payout_id = %s", (p.batch_id, payout_id))
+    table = Table("payment", "captured at", "amount", "fee", "late")
+    for r in rows:
+        table.add_row(r.payment_id, str(r.captured_at), format_minor(r.amount_minor, p.currency),
+                      format_minor(r.fee_minor, p.currency), "yes" if r.late else "")
+    console.print(table)

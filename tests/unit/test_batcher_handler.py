@@ -1,0 +1,198 @@
+"""The batcher's decisions against an in-memory store with the same conditional semantics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from settlement.config import BankSettings, BatcherSettings, ProcessorSettings, TopicSettings
+from settlement.domain.calendar import PayoutWindow
+from settlement.domain.merchant import MerchantAccount
+from settlement.domain.payment import SettlementItem
+from settlement.iso20022.pacs008 import parse_pacs008_summary, render_pacs008
+from settlement.service.batcher import BatcherHandler, BatchOwnershipLostError
+from settlement.service.calendars import CalendarRegistry
+from settlement.service.deadletter import header
+from settlement.service.ports import InboundRecord, OutboundRecord, SourceRef
+from tests.unit.fake_batches import FakeBatchStore
+from tests.unit.fakes import FakeMerchants
+
+TOPICS = TopicSettings()
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday; hourly cutoffs below
+BANK = BankSettings(bic="MOCKDEFFXXX", timezone="UTC", holiday_calendar="none",
+                    cutoffs=[f"{h:02d}:00" for h in range(24)])
+ACCOUNTS = [
+    MerchantAccount(merchant_id="m-win", currency="EUR", creditor_name="Window Shop",
+                    account_id="DE89370400440532013000", bank_bic="MOCKDEFFXXX"),
+    MerchantAccount(merchant_id="m-pay", currency="EUR", creditor_name="Per Payment Ltd",
+                    account_id="DE41370400440000000001", bank_bic="MOCKDEFFXXX",
+                    payout_mode="payment"),
+]
+
+
+class _Cal:
+    def __init__(self) -> None:
+        self._reg = CalendarRegistry([BANK], BANK, years=range(2026, 2027))
+
+    def window_of(self, bic: str, at: datetime) -> PayoutWindow:
+        return self._reg.window_of(bic, at)
+
+    def next_window(self, bic: str, w: PayoutWindow) -> PayoutWindow:
+        return self._reg.for_bic(bic).next_window(w)
+
+    def shards(self, bic: str) -> int:
+        return 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
+    return render_pacs008(batch, debtor, charge_bearer=cb, settlement_method=sm)
+
+
+def make(store: FakeBatchStore, clock: Clock) -> BatcherHandler:
+    h = BatcherHandler(store, FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
+                       BatcherSettings(seal_grace_s=5), ProcessorSettings(), _render, "b-test",
+                       clock=clock)
+    h.assigned([(TOPICS.items, 0)])
+    return h
+
+
+def item(pid: str, merchant: str = "m-win", amount: int = 1000, fee: int = 30,
+         at: datetime = T0 + timedelta(minutes=10)) -> bytes:
+    mode = "payment" if merchant == "m-pay" else "window"
+    return SettlementItem(payment_id=pid, event_id=f"e-{pid}", merchant_id=merchant,
+                          amount_minor=amount, fee_minor=fee, currency="EUR", captured_at=at,
+                          bank_bic="MOCKDEFFXXX", payout_mode=mode).model_dump_json().encode()
+
+
+class Log:
+    """A fake items partition: records get offsets; outputs to items are appended."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def rec(self, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> InboundRecord:
+        r = InboundRecord(SourceRef(TOPICS.items, 0, self.next), b"k", value, headers or [])
+        self.next += 1
+        return r
+
+    def from_output(self, out: OutboundRecord) -> InboundRecord:
+        return self.rec(out.value, out.headers)
+
+
+@pytest.fixture
+def env() -> tuple[FakeBatchStore, Clock, Log]:
+    return FakeBatchStore(), Clock(), Log()
+
+
+def test_window_payments_net_into_one_payout_and_per_payment_ones_stay_apart(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1")), log.rec(item("p2", amount=500, fee=10)),
+              log.rec(item("p3", merchant="m-pay")), log.rec(item("p4", merchant="m-pay"))])
+    [batch] = store.batches.values()
+    payouts = {r.payout_id for r in batch.rows.values()}
+    assert len(batch.rows) == 4 and len(payouts) == 3  # 1 window payout + 2 per-payment
+
+
+def test_no_seal_before_cutoff_plus_grace_then_exactly_one_command(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    clock.now = T0 + timedelta(hours=1, seconds=4)  # cutoff 10:00 + 4 s < grace 5 s
+    assert h.tick([(TOPICS.items, 0)]).outputs == []
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    assert header(cmd.headers, "kind") == "seal" and cmd.partition == 0
+    assert h.tick([(TOPICS.items, 0)]).outputs == []  # not twice
+
+
+def _seal(h: BatcherHandler, log: Log, clock: Clock) -> tuple[InboundRecord, list[OutboundRecord]]:
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    rec = log.from_output(cmd)
+    return rec, h.handle([rec]).outputs
+
+
+def test_seal_publishes_a_valid_pacs008_whose_sums_match(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1")), log.rec(item("p2", amount=500, fee=10)),
+              log.rec(item("p3", merchant="m-pay", amount=777, fee=7))])
+    _, [msg] = _seal(h, log, clock)
+    assert msg.topic == TOPICS.bank_outbound and msg.key == b"MOCKDEFFXXX"
+    s = parse_pacs008_summary(msg.value, validate_schema=True)
+    assert s.nb_of_txs == 2 and s.ctrl_sum_minor == s.total_minor == (970 + 490) + 770
+    assert sorted(t.amount_minor for t in s.transactions) == [770, 1460]
+
+
+def test_replayed_seal_command_resends_identical_bytes_and_a_duplicate_sends_nothing(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    rec, [first] = _seal(h, log, clock)
+    clock.now += timedelta(minutes=3)
+    [again] = h.handle([rec]).outputs  # same command, same offset: the commit never happened
+    assert again.value == first.value
+    dup = InboundRecord(SourceRef(TOPICS.items, 0, 999), b"k", rec.value, rec.headers)
+    assert h.handle([dup]).outputs == []  # another command for a sealed batch
+    assert h.stats.duplicate_commands == 1
+
+
+def test_payment_after_the_seal_command_is_late_and_goes_to_the_next_window(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    _seal(h, log, clock)
+    h.handle([log.rec(item("p-late"))])  # captured in the sealed window, arrived after
+    late_batch = next(b for b in store.batches.values() if b.status == "open")
+    assert late_batch.head.window_id == "20261102T1100"
+    [row] = late_batch.rows.values()
+    assert row.payment_id == "p-late" and row.late
+    assert h.stats.late == 1
+
+
+def test_replay_of_payments_already_in_a_sealed_batch_changes_nothing(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    first = log.rec(item("p1"))
+    h.handle([first])
+    _seal(h, log, clock)
+    h.handle([first])  # the same record again after an abort
+    assert [b.status for b in store.batches.values()] == ["sealed"]
+    assert h.stats.late == 0
+
+
+def test_a_zombie_with_an_older_epoch_cannot_write(env) -> None:
+    store, clock, log = env
+    zombie = make(store, clock)
+    zombie.handle([log.rec(item("p1"))])
+    newer = make(store, clock)  # takes the partition over: epoch 2
+    newer.handle([log.rec(item("p2"))])
+    with pytest.raises(BatchOwnershipLostError):
+        zombie.handle([log.rec(item("p3"))])
+    assert {r.payment_id for b in store.batches.values() for r in b.rows.values()} == {"p1", "p2"}
+
+
+def test_zero_net_payout_is_recorded_but_not_sent(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1", merchant="m-pay", amount=30, fee=30)), log.rec(item("p2"))])
+    _, [msg] = _seal(h, log, clock)
+    assert parse_pacs008_summary(msg.value).nb_of_txs == 1
+    assert sorted(p[14] for p in store.payouts.values()) == ["nothing_to_pay", "sent"]
+
+
+def test_bad_item_goes_to_the_items_dlq(env) -> None:
+    store, clock, log = env
+    out = make(store, clock).handle([log.rec(b"{oops")]).outputs
+    assert [o.topic for o in out] == [TOPICS.items_dlq]
+    assert header(out[0].headers, "dlq.reason") == "invalid_item"
