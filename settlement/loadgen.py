@@ -49,7 +49,7 @@ class SampleRecord:
 
 
 def merchants(count: int, banks: int, currencies: list[str], seed: int,
-              per_payment_share: float = 0.2) -> list[MerchantAccount]:
+              per_payment_share: float = 0.2, id_prefix: str = "") -> list[MerchantAccount]:
     """Merchants m-0000..; each has one bank and an account per currency."""
     rng = random.Random(f"merchants:{seed}")
     out = []
@@ -61,7 +61,7 @@ def merchants(count: int, banks: int, currencies: list[str], seed: int,
             acct = str(i * 10 + currencies.index(ccy) + 1).rjust(_ACCOUNT_LEN[country], "0")
             iban = IBAN.generate(country, bank_code=_BANK_CODES[country], account_code=acct)
             out.append(MerchantAccount(
-                merchant_id=f"m-{i:04d}", currency=ccy, creditor_name=f"Sample Merchant {i}",
+                merchant_id=f"{id_prefix}m-{i:04d}", currency=ccy, creditor_name=f"Sample Merchant {i}",
                 account_id=str(iban), bank_bic=bic, payout_mode=mode,
             ))
     return out
@@ -113,7 +113,7 @@ def generate(
     kinds = list(INVALID_KINDS)
     for n in range(count):
         ccy = currencies[n % len(currencies)]
-        merchant = f"m-{rng.randrange(merchants_n):04d}"
+        merchant = f"{id_prefix}m-{rng.randrange(merchants_n):04d}"
         exp_scale = 1 if ccy in ("JPY", "KRW") else 100
         amount = rng.randint(1, 5000) * exp_scale + rng.randint(0, exp_scale - 1)
         fee = amount * 29 // 1000 + (30 if exp_scale == 100 else 0)

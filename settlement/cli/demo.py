@@ -1,10 +1,11 @@
-"""`settlement demo`: the ledger stage end to end on the local stack, with a summary."""
+"""`settlement demo`: ledger and batcher end to end on the local stack, with a checked summary."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from settlement.cli.context import console, fail, run, state
 from settlement.cli.sample import _progress, produce
 from settlement.domain.money import format_minor
 from settlement.kafka.admin import ensure_topics
-from settlement.kafka.reader import end_offsets, group_lag, headers_dict, read_all
+from settlement.kafka.reader import end_offsets, group_lag, headers_dict, pending_records, read_all
 from settlement.runtime.local import Fleet, child_env
 from settlement.runtime.stack import ensure_stack
 from settlement.store.migrate import migrate
@@ -32,14 +33,19 @@ def demo(
     ctx: typer.Context,
     payments: Annotated[int, typer.Option(min=100, help="Sample payments to produce.")] = 10_000,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Ledger worker processes.")] = 2,
+    batchers: Annotated[int, typer.Option(min=0, max=8, help="Batcher processes (0: ledger only).")] = 2,
     invalid_ratio: Annotated[float, typer.Option(help="Share of bad records.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Sample data seed.")] = 42,
     log_dir: Annotated[Path, typer.Option(help="Worker logs.")] = Path(".demo/logs"),
     timeout_s: Annotated[float, typer.Option(help="Give up after this long.")] = 300,
 ) -> None:
-    """Run the ledger stage end to end: start the stack if needed, provision, produce
-    sample payments (with bad records and redeliveries), run worker processes, and
-    print what was recorded, dead-lettered and skipped, checked against what was sent.
+    """Run the pipeline end to end: start the stack if needed, provision, produce sample
+    payments (with bad records and redeliveries), run ledger and batcher processes, and
+    print what was recorded, dead-lettered, skipped and paid out in pacs.008 batches,
+    checked against what was sent.
+
+    The demo's batchers use a calendar with a cutoff every minute (UTC, every day a
+    business day), so the sample payments' windows have closed when the demo ends.
 
     Example: settlement demo --payments 20000 --workers 2
     """
@@ -57,31 +63,122 @@ def demo(
     run(_migrate)
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     ccys = ["EUR", "USD"]
-    accounts = loadgen.merchants(100, 3, ccys, seed)
+    prefix = f"demo{run_id}-"
+    accounts = loadgen.merchants(100, 3, ccys, seed, id_prefix=prefix)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start, span = now - timedelta(minutes=5), timedelta(minutes=4)
     manifest = list(loadgen.generate(payments, merchants_n=100, currencies=ccys, seed=seed,
                                      invalid_ratio=invalid_ratio, duplicate_ratio=0.005,
-                                     id_prefix=f"demo{run_id}-"))
+                                     id_prefix=prefix, start=start, span=span))
     session = run(lambda: bootstrap.cassandra(s))
     try:
         bootstrap.merchant_registry(s, session).upsert(accounts)
         dlq_start = run(lambda: end_offsets(s.kafka, s.topics.payments_dlq))
         group = f"{s.worker.group_prefix}-ledger"
-        fleet = Fleet.of("ledger", workers, env=child_env({}), log_dir=log_dir, prefix="demo-")
+        env = child_env({"SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(DEMO_BANK),
+                         "SETTLEMENT_BATCHER__SEAL_GRACE_S": "1",
+                         "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.5"})
+        fleet = Fleet.of("ledger", workers, env=env, log_dir=log_dir, prefix="demo-")
+        fleet.workers += Fleet.of("batcher", batchers, env=env, log_dir=log_dir,
+                                  prefix="demo-").workers
         console.print(f"[bold]demo run {run_id}[/bold]: {payments} records, {workers} ledger "
-                      f"worker(s) (exactly-once), logs in {log_dir}/")
+                      f"and {batchers} batcher process(es) (exactly-once), logs in {log_dir}/")
         fleet.start()
         t0 = time.monotonic()
         try:
             produce(s, [r for r in manifest], rate=0)
             _wait_drained(s, group, len(manifest), timeout_s)
             elapsed = time.monotonic() - t0
+            if batchers:
+                _wait_batches(s, session, start, timeout_s)
+            batch_s = time.monotonic() - t0
         finally:
             codes = fleet.stop()
         if any(c != 0 for c in codes):
             fail(f"a worker did not exit cleanly: exit codes {codes}; see {log_dir}/")
-        _summary(s, session, manifest, dlq_start, elapsed)
+        ok = _summary(s, session, manifest, dlq_start, elapsed)
+        if batchers:
+            ok = _batches_summary(session, manifest, start, batch_s, prefix) and ok
+        console.print("[green]exactly once: OK[/green]" if ok else "[red]MISMATCH: see above[/red]")
+        if not ok:
+            raise typer.Exit(1)
     finally:
         session.cluster.shutdown()
+
+
+DEMO_BANK = {"bic": "DEFAULT", "timezone": "UTC", "holiday_calendar": "none", "weekend": [],
+             "cutoffs": [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]}
+
+
+def _run_batches(session: object, start: datetime) -> list[object]:
+    first = start.strftime("%Y%m%dT%H%M")
+    rows = session.execute(  # type: ignore[attr-defined]
+        "SELECT batch_id, bank_bic, currency, window_id, status, nb_of_txs, ctrl_sum, payments, "
+        "late_payments FROM batch_index")
+    return [r for r in rows if r.window_id > first]
+
+
+def _wait_batches(s: object, session: object, start: datetime, timeout_s: float) -> None:
+    from settlement.config import Settings
+
+    assert isinstance(s, Settings)
+    group = f"{s.worker.group_prefix}-batcher"
+    deadline = time.monotonic() + timeout_s
+    with console.status("batchers sealing the windows' batches ...") as status:
+        while True:
+            rows = _run_batches(session, start)
+            still = sum(1 for r in rows if r.status == "open")  # type: ignore[attr-defined]
+            status.update(f"batchers: {len(rows) - still}/{len(rows)} batches sealed")
+            if rows and not still and pending_records(s.kafka, group, s.topics.items) == 0:
+                return
+            if time.monotonic() > deadline:
+                fail(f"{still} batch(es) still open after {timeout_s:.0f}s")
+            time.sleep(0.5)
+
+
+def _batches_summary(session: object, manifest: list[loadgen.SampleRecord], start: datetime,
+                     elapsed: float, prefix: str) -> bool:
+    """Per bank and currency, this run's payments and payouts; money checked per currency."""
+    ex = session.execute  # type: ignore[attr-defined]
+    rows_q = session.prepare(  # type: ignore[attr-defined]
+        "SELECT payout_id, payment_id, late FROM batches WHERE batch_id = ?")
+    payout_q = session.prepare(  # type: ignore[attr-defined]
+        "SELECT amount_minor, status, batch_id FROM payouts WHERE payout_id = ?")
+    placed: Counter[str] = Counter()
+    agg: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    sent: Counter[str] = Counter()
+    for b in _run_batches(session, start):
+        mine = [r for r in ex(rows_q, (b.batch_id,))  # type: ignore[attr-defined]
+                if r.payment_id and r.payment_id.startswith(prefix)]
+        if not mine:
+            continue
+        a = agg[(b.bank_bic, b.currency)]  # type: ignore[attr-defined]
+        a[0] += 1
+        a[2] += len(mine)
+        a[3] += sum(1 for r in mine if r.late)
+        placed.update(r.payment_id for r in mine)
+        for pid in {r.payout_id for r in mine}:
+            po = ex(payout_q, (pid,)).one()
+            if po is not None and po.status == "sent":
+                a[1] += 1
+                a[4] += po.amount_minor
+                sent[b.currency] += po.amount_minor  # type: ignore[attr-defined]
+    table = Table("bank", "currency", "pacs.008 batches", "payouts sent", "payments", "late",
+                  "total sent", title="paid out (pacs.008 on bank.outbound)")
+    for (bank, ccy), (n, txs, pays, late, total) in sorted(agg.items()):
+        table.add_row(bank, ccy, str(n), f"{txs:,}", f"{pays:,}", str(late),
+                      format_minor(total, ccy))
+    console.print(table)
+    valid = [r for r in manifest if r.expect == "ledger"]
+    net: Counter[str] = Counter()
+    for r in valid:
+        net[r.currency] += r.amount_minor - r.fee_minor
+    once = len(placed) == len(valid) and all(n == 1 for n in placed.values())
+    console.print(f"{len(placed):,}/{len(valid):,} payments in exactly one payout; sent "
+                  + ", ".join(f"{format_minor(sent[c], c)} {c} (ledger net "
+                              f"{format_minor(net[c], c)})" for c in sorted(net))
+                  + f"; all sealed {elapsed:.1f}s after start")
+    return once and all(sent[c] == net[c] for c in net)
 
 
 def _wait_drained(s: object, group: str, total: int, timeout_s: float) -> None:
@@ -105,7 +202,7 @@ def _wait_drained(s: object, group: str, total: int, timeout_s: float) -> None:
 
 
 def _summary(s: object, session: object, manifest: list[loadgen.SampleRecord],
-             dlq_start: dict[int, int], elapsed: float) -> None:
+             dlq_start: dict[int, int], elapsed: float) -> bool:
     from settlement.config import Settings
 
     assert isinstance(s, Settings)
@@ -144,12 +241,9 @@ def _summary(s: object, session: object, manifest: list[loadgen.SampleRecord],
     recorded = sum(v[0] for v in agg.values())
     sent_bad = sum(1 for r in manifest if r.expect == "dlq")
     dups = sum(1 for r in manifest if r.expect == "duplicate")
-    ok = recorded == len(valid) == exact and sum(reasons.values()) == sent_bad
     console.print(
         f"{len(manifest):,} records in {elapsed:.1f}s ({len(manifest) / elapsed:,.0f}/s incl. "
         f"start-up): {recorded:,}/{len(valid):,} valid payments recorded with exact amounts, "
         f"{sum(reasons.values())}/{sent_bad} bad records dead-lettered, {dups} redeliveries "
         "skipped")
-    console.print("[green]exactly once: OK[/green]" if ok else "[red]MISMATCH: see above[/red]")
-    if not ok:
-        raise typer.Exit(1)
+    return recorded == len(valid) == exact and sum(reasons.values()) == sent_bad

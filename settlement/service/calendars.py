@@ -35,7 +35,11 @@ def build_calendar(bank: BankSettings, years: range | None = None) -> BankCalend
     closed = {_parse_holiday(bank, value) for value in bank.holidays}
     if bank.holiday_calendar == "TARGET2":
         closed.update(_target2_closed_days(years if years is not None else default_years()))
-    return BankCalendar(bic=bank.bic, timezone=bank.timezone, cutoffs=cutoffs, holidays=frozenset(closed))
+    bad = [d for d in bank.weekend if not 0 <= d <= 6]
+    if bad:
+        raise ConfigError(f"bank {bank.bic}: weekend days must be 0 (Monday) .. 6 (Sunday), got {bad}")
+    return BankCalendar(bic=bank.bic, timezone=bank.timezone, cutoffs=cutoffs,
+                        weekend=frozenset(bank.weekend), holidays=frozenset(closed))
 
 
 def _target2_closed_days(years: range) -> set[date]:

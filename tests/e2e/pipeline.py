@@ -53,10 +53,10 @@ def wait_settled(settings: Settings, last_cutoff: datetime, grace_s: float,
             past = datetime.now(UTC) > last_cutoff + timedelta(seconds=grace_s + 1)
             opened = open_batches(settings) if past and lags == (0, 0) else -1
             state = f"lags={lags} past_last_cutoff={past} open_batches={opened}"
-            if opened == 0:
-                # seal commands issued in the meantime must be consumed too
-                if pending_records(settings.kafka, f"{prefix}-batcher", settings.topics.items) == 0:
-                    return
+            # seal commands issued in the meantime must be consumed too
+            if opened == 0 and pending_records(
+                    settings.kafka, f"{prefix}-batcher", settings.topics.items) == 0:
+                return
         except Exception as exc:  # a broker restart in progress
             state = f"error {exc}"
         time.sleep(1)

@@ -87,3 +87,17 @@ def test_registry_refuses_bad_or_duplicate_banks_at_startup() -> None:
         CalendarRegistry([BankSettings(bic="DUPBANKXX")] * 2, default=default, years=YEARS)
     with pytest.raises(ConfigError, match="bank BADBANKXX"):
         CalendarRegistry([BankSettings(bic="BADBANKXX", cutoffs=["7pm"])], default=default, years=YEARS)
+
+
+def test_configured_weekend_is_honoured() -> None:
+    from datetime import UTC, datetime
+
+    from settlement.config import BankSettings
+    from settlement.service.calendars import build_calendar
+
+    saturday = datetime(2026, 11, 21, 12, 0, 30, tzinfo=UTC)
+    seven_days = BankSettings(bic="MOCKDEFFXXX", timezone="UTC", holiday_calendar="none",
+                              cutoffs=["12:01"], weekend=[])
+    assert build_calendar(seven_days).window_of(saturday).window_id == "20261121T1201"
+    usual = seven_days.model_copy(update={"weekend": [5, 6]})
+    assert build_calendar(usual).window_of(saturday).window_id == "20261123T1201"
