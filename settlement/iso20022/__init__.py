@@ -36,3 +36,41 @@ __all__ = [
     "text_local",
     "validate",
 ]
+
+# Bank messages (inbound statuses, returns, notifications, statements; rendered by the mock bank).
+from settlement.iso20022.camt053 import (
+    StatementHeader,
+    iter_camt053,
+    iter_camt053_entries,
+    parse_camt053,
+    parse_camt053_all,
+    render_camt053,
+)
+from settlement.iso20022.camt054 import (
+    parse_camt054,
+    parse_camt054_all,
+    render_camt054,
+)
+from settlement.iso20022.pacs002 import parse_pacs002, render_pacs002
+from settlement.iso20022.pacs004 import (
+    parse_pacs004,
+    parse_pacs004_all,
+    render_pacs004,
+)
+
+__all__ += [
+    "StatementHeader",
+    "iter_camt053",
+    "iter_camt053_entries",
+    "parse_camt053",
+    "parse_camt053_all",
+    "parse_camt054",
+    "parse_camt054_all",
+    "parse_pacs002",
+    "parse_pacs004",
+    "parse_pacs004_all",
+    "render_camt053",
+    "render_camt054",
+    "render_pacs002",
+    "render_pacs004",
+]
