@@ -1,0 +1,1 @@
+"""Bank adapters: the gateway client and the mock bank server (mockbank/)."""
