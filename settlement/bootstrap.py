@@ -6,6 +6,7 @@ from datetime import datetime
 
 from cassandra.cluster import Session
 
+from settlement.bank.client import HttpBankClient
 from settlement.config import Settings
 from settlement.domain.batch import Party, SealedBatch
 from settlement.domain.calendar import PayoutWindow
@@ -15,13 +16,17 @@ from settlement.kafka.loop import StageLoop
 from settlement.runtime.worker import Worker
 from settlement.service.batcher import BatcherHandler
 from settlement.service.calendars import CalendarRegistry
+from settlement.service.gateway import GatewayHandler
+from settlement.service.inbound import InboundHandler
 from settlement.service.ledger import LedgerHandler
 from settlement.store.batches import CassandraBatchStore
+from settlement.store.deliveries import CassandraDeliveryStore
+from settlement.store.inbound import CassandraInboundStore
 from settlement.store.ledger import CassandraLedgerStore
 from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.session import connect
 
-ROLES = ("ledger", "batcher")
+ROLES = ("ledger", "batcher", "gateway", "inbound")
 
 
 class _Calendars:
@@ -58,6 +63,10 @@ def build_worker(settings: Settings, role: str) -> Worker:
     """Build one worker process's clients (after fork: never share them across processes)."""
     if role == "batcher":
         return _batcher(settings)
+    if role == "gateway":
+        return _gateway(settings)
+    if role == "inbound":
+        return _inbound(settings)
     if role != "ledger":
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     session = cassandra(settings)
@@ -101,5 +110,35 @@ def _batcher(settings: Settings) -> Worker:
         group_id=f"{settings.worker.group_prefix}-batcher",
         role="batcher",
         tick_interval_s=settings.batcher.seal_check_interval_s,
+    )
+    return Worker(loop, session)
+
+
+def _gateway(settings: Settings) -> Worker:
+    session = cassandra(settings)
+    handler = GatewayHandler(
+        CassandraDeliveryStore(session),
+        HttpBankClient(settings.gateway, settings.banks),
+        settings.topics,
+        settings.gateway,
+        f"gateway-{settings.worker.instance_id}",
+    )
+    loop = StageLoop(
+        kafka=settings.kafka, worker=settings.worker, handler=handler,
+        topics=[settings.topics.bank_outbound],
+        group_id=f"{settings.worker.group_prefix}-gateway", role="gateway",
+        tick_interval_s=min(settings.gateway.poll_interval_s, 1.0),
+    )
+    return Worker(loop, session)
+
+
+def _inbound(settings: Settings) -> Worker:
+    session = cassandra(settings)
+    handler = InboundHandler(CassandraInboundStore(session), settings.topics,
+                             f"inbound-{settings.worker.instance_id}")
+    loop = StageLoop(
+        kafka=settings.kafka, worker=settings.worker, handler=handler,
+        topics=[settings.topics.bank_inbound],
+        group_id=f"{settings.worker.group_prefix}-inbound", role="inbound",
     )
     return Worker(loop, session)

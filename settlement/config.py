@@ -162,6 +162,10 @@ class BankSettings(BaseModel):
         default_factory=lambda: [5, 6], description="Closed weekdays, Monday=0 .. Sunday=6.")
     shards: int = Field(default=1, ge=1, le=64,
                         description="Batches per window; payouts spread by hash(payout_id).")
+    endpoint: str | None = Field(
+        default=None, description="Base URL of the bank's API (the gateway posts pacs.008 here).")
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token for the bank's API: env or secret file only.")
 
 
 class ProcessorSettings(BaseModel):
@@ -190,6 +194,28 @@ class BatcherSettings(BaseModel):
         description="Calendar used for a BIC with no [[banks]] entry.")
 
 
+class GatewaySettings(BaseModel):
+    model_config = _FROZEN
+
+    default_endpoint: str = Field(
+        default="http://127.0.0.1:8686",
+        description="Bank API base URL for a bank without its own endpoint (the mock banks).")
+    default_token: SecretStr | None = Field(
+        default=None, description="Bearer token for banks without their own token.")
+    connect_timeout_s: float = Field(default=2.0, gt=0, description="HTTP connect timeout.")
+    read_timeout_s: float = Field(default=10.0, gt=0, description="HTTP read timeout per call.")
+    attempts_inline: int = Field(
+        default=3, ge=1, description="Delivery tries right away before the retry queue takes over.")
+    retry_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between queued delivery retries.")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open a bank's circuit breaker.")
+    breaker_reset_s: float = Field(
+        default=10.0, gt=0, description="How long an open breaker waits before one trial call.")
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often each bank's outbox is polled.")
+
+
 class LogSettings(BaseModel):
     model_config = _FROZEN
 
@@ -212,6 +238,7 @@ class Settings(BaseSettings):
     banks: list[BankSettings] = Field(default_factory=list)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @classmethod
     def settings_customise_sources(

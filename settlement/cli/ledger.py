@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from confluent_kafka import Producer
 from rich.table import Table
 
 from settlement import bootstrap
-from settlement.cli.context import console, run, state
+from settlement.cli.context import console, fail, run, state
+from settlement.config import Settings
 from settlement.domain.money import format_minor
 from settlement.kafka.reader import headers_dict, read_all
 
@@ -81,9 +83,10 @@ def ledger_summary(ctx: typer.Context) -> None:
 @parked_app.command("list")
 def parked_list(
     ctx: typer.Context,
-    all_: Annotated[bool, typer.Option("--all", help="Include released ones.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include released/retried ones.")] = False,
 ) -> None:
-    """Payments parked because they cannot be routed yet (e.g. no payout account)."""
+    """What is held back with a reason: payments that cannot be routed yet (e.g. no payout
+    account) and bank messages that could not be applied (unknown payout, out of order)."""
     s = state(ctx).settings()
 
     def _go() -> list[tuple[str, ...]]:
@@ -98,11 +101,80 @@ def parked_list(
             session.cluster.shutdown()
 
     rows = run(_go)
-    table = Table("payment", "merchant", "currency", "reason", "status", "parked at")
+    table = Table("payment", "merchant", "currency", "reason", "status", "parked at",
+                  title="parked payments")
     for r in rows[:200]:
         table.add_row(*r)
     console.print(table)
-    console.print(f"{len(rows)} parked payment(s)")
+    msgs = [m for m in _bank_parked(s) if all_ or m.status == "parked"]
+    mtable = Table("id", "bank", "type", "bank msg id", "reason", "status",
+                   title="parked bank messages")
+    for m in msgs[:200]:
+        mtable.add_row(str(m.parked_id), m.bank_bic, m.msg_type, m.msg_id, m.reason, m.status)
+    console.print(mtable)
+    console.print(f"{len(rows)} parked payment(s), {len(msgs)} parked bank message(s)")
+
+
+def _bank_parked(s: Settings) -> list[Any]:
+    def _go() -> list[Any]:
+        session = bootstrap.cassandra(s)
+        try:
+            return list(session.execute(
+                "SELECT bank_bic, parked_id, msg_id, msg_type, reason, detail, body, src, status "
+                "FROM parked_bank_messages"))
+        finally:
+            session.cluster.shutdown()
+
+    return run(_go)
+
+
+def _find_parked(s: Settings, parked_id: str) -> Any:
+    found = [m for m in _bank_parked(s) if str(m.parked_id) == parked_id]
+    if not found:
+        fail(f"no parked bank message {parked_id} (see `settlement parked list`)")
+    return found[0]
+
+
+@parked_app.command("show")
+def parked_show(
+    ctx: typer.Context,
+    parked_id: Annotated[str, typer.Argument(help="Id from `settlement parked list`.")],
+) -> None:
+    """One parked bank message: why it was parked, where it came from, and its body."""
+    m = _find_parked(state(ctx).settings(), parked_id)
+    console.print(f"{m.msg_type} {m.msg_id} from {m.bank_bic}: [bold]{m.reason}[/bold] ({m.status})")
+    console.print(f"  {m.detail}")
+    console.print(f"  source record: {m.src.split('#')[0]}")
+    print(bytes(m.body).decode("utf-8", "replace"))
+
+
+@parked_app.command("retry")
+def parked_retry(
+    ctx: typer.Context,
+    parked_id: Annotated[str, typer.Argument(help="Id from `settlement parked list`.")],
+) -> None:
+    """Put a parked bank message back on bank.inbound (after fixing what blocked it).
+    Parts of it that were applied before stay applied; the rest is tried again."""
+    s = state(ctx).settings()
+    m = _find_parked(s, parked_id)
+    if m.status != "parked":
+        fail(f"bank message {parked_id} is {m.status}, not parked")
+
+    def _go() -> None:
+        p = Producer({**s.kafka.client_config(), "enable.idempotence": True})
+        p.produce(s.topics.bank_inbound, value=bytes(m.body), key=m.bank_bic.encode(),
+                  headers=[("bank_bic", m.bank_bic.encode()), ("via", b"retry")])
+        if p.flush(30):
+            fail("Kafka did not acknowledge the retried message")
+        session = bootstrap.cassandra(s)
+        try:
+            session.execute("UPDATE parked_bank_messages SET status = 'retried' "
+                            "WHERE bank_bic = %s AND parked_id = %s", (m.bank_bic, m.parked_id))
+        finally:
+            session.cluster.shutdown()
+
+    run(_go)
+    console.print(f"re-published {m.msg_type} {m.msg_id} to {s.topics.bank_inbound}")
 
 
 @dlq_app.command("list")

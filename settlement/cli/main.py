@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from settlement.cli import admin, batches, bench, config_cmd, demo, ledger, sample
+from settlement.cli import admin, batches, bench, config_cmd, demo, ledger, mockbank, sample
 from settlement.cli.context import AppState
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ demo.register(app)
 bench.register(app)
 config_cmd.register(app)
 batches.register(app)
+mockbank.register(app)
 
 
 def main() -> None:

@@ -197,3 +197,90 @@ class BatchStore(Protocol):
     def save_message(self, params: tuple[object, ...]) -> None: ...
 
     def mark_index(self, params: tuple[object, ...]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A pacs.008 the gateway owes a bank, until the bank has answered it."""
+
+    msg_id: str
+    bank_bic: str
+    batch_id: str
+    xml: bytes
+    src_partition: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BankAnswer:
+    status_code: int
+    body: bytes
+    latency_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolledMessage:
+    cursor: int
+    msg_type: str
+    msg_id: str
+    xml: bytes
+
+
+class DeliveryStore(Protocol):
+    def enqueue(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    def due(self, partition: int, now: datetime) -> list[Delivery]: ...
+
+    def delivered(self, delivery: Delivery, at: datetime) -> None: ...
+
+    def failed(self, delivery: Delivery, error: str, retry_at: datetime) -> None: ...
+
+    def attempt(self, delivery: Delivery, outcome: str, status: int | None, latency_ms: int,
+                error: str | None) -> None: ...
+
+    def banks(self) -> dict[str, int]: ...
+
+    def set_cursor(self, bank_bic: str, cursor: int) -> None: ...
+
+
+class BankClient(Protocol):
+    def send(self, bank_bic: str, xml: bytes) -> BankAnswer:
+        """Deliver one pacs.008; raise RetryableError when the bank did not answer it."""
+        ...
+
+    def poll(self, bank_bic: str, after: int) -> tuple[list[PolledMessage], int]: ...
+
+    def allows(self, bank_bic: str) -> bool:
+        """False while the bank's circuit breaker is open."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRef:
+    payout_id: str
+    batch_id: str
+    merchant_id: str
+    amount_minor: int
+    currency: str
+    status: str
+
+
+class InboundStore(Protocol):
+    def register(self, bank_bic: str, msg_id: str, msg_type: str, src: str) -> str:
+        """'new', 'replay' (this very record again) or 'duplicate' (seen from another record)."""
+        ...
+
+    def payout_by_e2e(self, end_to_end_id: str) -> PayoutRef | None: ...
+
+    def payouts_of_msg(self, msg_id: str) -> list[PayoutRef]: ...
+
+    def transition(self, payout: PayoutRef, target: str, cause: str, src: str,
+                   reason: str | None) -> str:
+        """'applied', 'replay' (applied before by this src), or the refused current status."""
+        ...
+
+    def park(self, bank_bic: str, msg_id: str, msg_type: str, reason: str, detail: str,
+             body: bytes, src: str) -> None: ...
+
+    def save_statement(self, bank_bic: str, account_id: str, to_date: date, statement_id: str,
+                       msg_id: str, seq_nb: int | None, body: bytes) -> None: ...

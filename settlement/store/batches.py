@@ -71,6 +71,9 @@ class CassandraBatchStore:
             "amount_minor, gross_minor, fee_minor, payments, late_payments, attempt, "
             "end_to_end_id, instr_id, uetr, status, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        self._by_e2e = p("INSERT INTO payouts_by_e2e (end_to_end_id, payout_id, batch_id) "
+                         "VALUES (?, ?, ?)")
+        self._by_msg = p("INSERT INTO batches_by_msg (msg_id, batch_id, bank_bic) VALUES (?, ?, ?)")
         self._index_sealed = p(
             "UPDATE batch_index SET status = ?, nb_of_txs = ?, ctrl_sum = ?, payments = ?, "
             "late_payments = ?, msg_id = ?, sealed_at = ? "
@@ -177,8 +180,11 @@ class CassandraBatchStore:
 
     def save_payouts(self, params: list[tuple[Any, ...]]) -> None:
         self._all(self._payout, params, "save payouts")
+        # lookups for the bank's answers, which quote EndToEndId (deterministic, plain writes)
+        self._all(self._by_e2e, [(p[11], p[0], p[1]) for p in params], "index payouts")
 
     def save_message(self, params: tuple[Any, ...]) -> None:
+        self._all(self._by_msg, [(params[1], params[0], params[2])], "index pacs.008")
         self._all(self._msg_put, [params], "save pacs.008")
 
     def mark_index(self, params: tuple[Any, ...]) -> None:

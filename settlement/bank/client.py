@@ -1,0 +1,122 @@
+"""HTTP client for bank APIs: per-bank endpoint and token, retries, circuit breakers.
+
+tenacity retries a delivery a few times right away (exponential backoff with
+jitter); a per-bank pybreaker breaker stops calling a bank that keeps failing
+and lets one trial call through after `breaker_reset_s`, so a slow or failing
+bank costs the others nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pybreaker
+import structlog
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from settlement.config import BankSettings, GatewaySettings
+from settlement.domain.errors import RetryableError
+from settlement.service.ports import BankAnswer, PolledMessage
+
+log = structlog.get_logger(__name__)
+
+
+class BankUnavailableError(RetryableError):
+    """The bank did not answer the call (timeout, refused, dropped, 5xx, breaker open)."""
+
+
+class _BreakerLog(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def __init__(self, bank: str) -> None:
+        self.bank = bank
+        self.opened = 0
+
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        if new_state.name == pybreaker.STATE_OPEN:
+            self.opened += 1
+        log.warning("gateway.breaker_state", bank=self.bank, old=old_state.name,
+                    new=new_state.name)
+
+
+class HttpBankClient:
+    def __init__(self, gateway: GatewaySettings, banks: list[BankSettings]) -> None:
+        self._g = gateway
+        self._banks = {b.bic: b for b in banks}
+        self._http = httpx.Client(timeout=httpx.Timeout(
+            gateway.read_timeout_s, connect=gateway.connect_timeout_s))
+        self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self.listeners: dict[str, _BreakerLog] = {}
+
+    def _breaker(self, bic: str) -> pybreaker.CircuitBreaker:
+        if bic not in self._breakers:
+            listener = _BreakerLog(bic)
+            self.listeners[bic] = listener
+            self._breakers[bic] = pybreaker.CircuitBreaker(
+                fail_max=self._g.breaker_failures, reset_timeout=self._g.breaker_reset_s,
+                listeners=[listener])
+        return self._breakers[bic]
+
+    def allows(self, bank_bic: str) -> bool:
+        b = self._breaker(bank_bic)
+        if b.current_state != pybreaker.STATE_OPEN:
+            return True
+        # pybreaker moves to half-open on the next call once reset_timeout has passed
+        opened = b._state_storage.opened_at
+        return opened is None or (time.time() - opened.timestamp()) >= self._g.breaker_reset_s
+
+    def _base(self, bic: str) -> tuple[str, dict[str, str]]:
+        bank = self._banks.get(bic)
+        url = (bank.endpoint if bank and bank.endpoint else self._g.default_endpoint).rstrip("/")
+        token = bank.token if bank and bank.token else self._g.default_token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        return f"{url}/banks/{bic}", headers
+
+    def send(self, bank_bic: str, xml: bytes) -> BankAnswer:
+        @retry(retry=retry_if_exception_type(BankUnavailableError),
+               stop=stop_after_attempt(self._g.attempts_inline),
+               wait=wait_random_exponential(multiplier=0.2, max=2.0), reraise=True)
+        def _once() -> BankAnswer:
+            return self._call(bank_bic, xml)
+
+        try:
+            return _once()
+        except pybreaker.CircuitBreakerError as exc:
+            raise BankUnavailableError(f"{bank_bic}: circuit breaker open") from exc
+
+    def _call(self, bank_bic: str, xml: bytes) -> BankAnswer:
+        url, headers = self._base(bank_bic)
+        t0 = time.monotonic()
+
+        def _post() -> httpx.Response:
+            try:
+                resp = self._http.post(f"{url}/pacs008", content=xml, headers={
+                    **headers, "Content-Type": "application/xml"})
+            except httpx.HTTPError as exc:
+                raise BankUnavailableError(f"{bank_bic}: {type(exc).__name__}: {exc}") from exc
+            if resp.status_code >= 300:
+                raise BankUnavailableError(f"{bank_bic}: HTTP {resp.status_code}")
+            return resp
+
+        try:
+            resp = self._breaker(bank_bic).call(_post)
+        except pybreaker.CircuitBreakerError as exc:
+            raise BankUnavailableError(f"{bank_bic}: circuit breaker open") from exc
+        return BankAnswer(resp.status_code, resp.content, int((time.monotonic() - t0) * 1000))
+
+    def poll(self, bank_bic: str, after: int) -> tuple[list[PolledMessage], int]:
+        url, headers = self._base(bank_bic)
+        try:
+            resp = self._http.get(f"{url}/messages", params={"after": after, "limit": 500},
+                                  headers=headers)
+        except httpx.HTTPError as exc:
+            raise BankUnavailableError(f"{bank_bic}: poll: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            raise BankUnavailableError(f"{bank_bic}: poll: HTTP {resp.status_code}")
+        body = resp.json()
+        msgs = [PolledMessage(int(m["cursor"]), str(m["type"]), str(m["msg_id"]),
+                              str(m["xml"]).encode()) for m in body.get("messages", [])]
+        return msgs, int(body.get("next", after))
+
+    def close(self) -> None:
+        self._http.close()

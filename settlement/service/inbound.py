@@ -1,0 +1,207 @@
+"""The inbound stage: the banks' answers applied to one payout state machine (I5).
+
+Each bank message is parsed with the hardened parser (by local names, so
+neighbouring versions parse), applied once per bank MsgId, and correlated by
+OrgnlEndToEndId (transactions) or OrgnlMsgId (group status). A transition is
+a guarded LWT from the payout's current status; what the state machine does
+not allow (out of order, impossible, unknown payout) is parked with its
+reason, never applied and never lost. Every applied transition emits a
+settlement event in the same transaction as the offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import structlog
+
+from settlement.config import TopicSettings
+from settlement.domain.bank_messages import Notification as BookingNotification
+from settlement.domain.bank_messages import PaymentReturn, Statement, StatusReport
+from settlement.domain.batch import PayoutStatus, transition
+from settlement.domain.errors import InvalidTransitionError
+from settlement.iso20022.camt053 import parse_camt053
+from settlement.iso20022.camt054 import parse_camt054
+from settlement.iso20022.errors import MessageRefusedError
+from settlement.iso20022.pacs002 import parse_pacs002
+from settlement.iso20022.pacs004 import parse_pacs004_all
+from settlement.iso20022.xml import message_type, parse_secure
+from settlement.service.deadletter import header
+from settlement.service.ports import (
+    HandlerResult,
+    InboundRecord,
+    InboundStore,
+    OutboundRecord,
+    PayoutRef,
+)
+
+log = structlog.get_logger(__name__)
+MAX_BODY = 10 * 1024 * 1024
+ACCEPTED = {"ACSP", "ACCP", "ACSC", "ACTC", "ACWC"}
+
+
+@dataclass
+class InboundStats:
+    applied: int = 0
+    parked: int = 0
+    duplicates: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class InboundHandler:
+    def __init__(self, store: InboundStore, topics: TopicSettings, worker_id: str) -> None:
+        self._store = store
+        self._topics = topics
+        self._worker_id = worker_id
+        self.stats = InboundStats()
+
+    def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Nothing to claim: transitions are guarded per payout."""
+
+    def tick(self, owned: Sequence[tuple[str, int]]) -> HandlerResult:
+        return HandlerResult()
+
+    def handle(self, records: Sequence[InboundRecord]) -> HandlerResult:
+        result = HandlerResult()
+        for rec in records:
+            self._one(rec, result)
+        return result
+
+    def _one(self, rec: InboundRecord, result: HandlerResult) -> None:
+        bank = header(rec.headers, "bank_bic") or (rec.key or b"").decode() or "?"
+        src = f"{rec.source.topic}/{rec.source.partition}@{rec.source.offset}"
+        body = rec.value or b""
+        try:
+            if len(body) > MAX_BODY:
+                raise MessageRefusedError("oversized", f"{len(body)} bytes > {MAX_BODY}")
+            kind = message_type(parse_secure(body, max_bytes=MAX_BODY))
+        except MessageRefusedError as exc:
+            self._park(bank, "?", "?", f"refused_{exc.code}", exc.detail, body, src)
+            return
+        family = kind.rsplit(".", 2)[0]  # e.g. pacs.002
+        self.stats.by_type[family] = self.stats.by_type.get(family, 0) + 1
+        try:
+            if family == "pacs.002":
+                self._status(bank, parse_pacs002(body), body, src, result)
+            elif family == "pacs.004":
+                for ret in parse_pacs004_all(body):
+                    self._return(bank, ret, body, src, result)
+            elif family == "camt.054":
+                self._booking(bank, parse_camt054(body), body, src, result)
+            elif family == "camt.053":
+                self._statement(bank, parse_camt053(body), body, src)
+            else:
+                self._park(bank, "?", kind, "unsupported_message", kind, body, src)
+        except MessageRefusedError as exc:
+            self._park(bank, "?", kind, f"refused_{exc.code}", exc.detail, body, src)
+
+    # -- messages ----------------------------------------------------------
+
+    def _first(self, bank: str, msg_id: str, kind: str, src: str) -> bool:
+        seen = self._store.register(bank, msg_id, kind, src)
+        if seen == "duplicate":
+            self.stats.duplicates += 1
+            log.info("inbound.duplicate_message", bank=bank, msg_id=msg_id, type=kind)
+            return False
+        return True
+
+    def _status(self, bank: str, rpt: StatusReport, body: bytes, src: str,
+                result: HandlerResult) -> None:
+        if not self._first(bank, rpt.msg_id, "pacs.002", src):
+            return
+        if rpt.group_status == "RJCT" and rpt.group_reason == "DU01":
+            # The bank refused a re-delivery of a message it already has: nothing changes.
+            log.info("inbound.duplicate_refused", bank=bank, orgnl_msg_id=rpt.orgnl_msg_id)
+            return
+        if rpt.group_status == "RJCT" and not rpt.transactions:
+            payouts = self._store.payouts_of_msg(rpt.orgnl_msg_id)
+            if not payouts:
+                self._park(bank, rpt.msg_id, "pacs.002", "unknown_original_message",
+                           f"OrgnlMsgId {rpt.orgnl_msg_id} matches no sent batch", body, src)
+            for po in payouts:
+                self._apply(bank, po, PayoutStatus.REJECTED, rpt.msg_id, src,
+                            rpt.group_reason, body, result)
+            return
+        for tx in rpt.transactions:
+            po = self._store.payout_by_e2e(tx.orgnl_end_to_end_id)
+            if po is None:
+                self._park(bank, rpt.msg_id, "pacs.002", "unknown_payout",
+                           f"OrgnlEndToEndId {tx.orgnl_end_to_end_id} matches no payout", body, src)
+                continue
+            if tx.status == "RJCT":
+                self._apply(bank, po, PayoutStatus.REJECTED, rpt.msg_id, src, tx.reason, body, result)
+            elif tx.status in ACCEPTED:
+                self._apply(bank, po, PayoutStatus.ACCEPTED, rpt.msg_id, src, None, body, result)
+            # PDNG: nothing to do until a final status arrives
+
+    def _return(self, bank: str, ret: PaymentReturn, body: bytes, src: str,
+                result: HandlerResult) -> None:
+        if not self._first(bank, f"{ret.msg_id}/{ret.return_id}", "pacs.004", src):
+            return
+        po = self._store.payout_by_e2e(ret.orgnl_end_to_end_id)
+        if po is None:
+            self._park(bank, ret.msg_id, "pacs.004", "unknown_payout",
+                       f"OrgnlEndToEndId {ret.orgnl_end_to_end_id} matches no payout", body, src)
+            return
+        self._apply(bank, po, PayoutStatus.RETURNED, ret.msg_id, src, ret.reason, body, result)
+
+    def _booking(self, bank: str, ntf: BookingNotification, body: bytes, src: str,
+                 result: HandlerResult) -> None:
+        if not self._first(bank, ntf.msg_id, "camt.054", src):
+            return
+        for entry in ntf.entries:
+            if entry.credit_debit != "DBIT" or entry.status != "BOOK" or entry.is_return:
+                continue  # credits to us (returns) are applied from the pacs.004
+            for e2e in entry.end_to_end_ids:
+                po = self._store.payout_by_e2e(e2e)
+                if po is None:
+                    self._park(bank, ntf.msg_id, "camt.054", "unknown_payout",
+                               f"booking for EndToEndId {e2e} matches no payout", body, src)
+                    continue
+                self._apply(bank, po, PayoutStatus.SETTLED, ntf.msg_id, src, None, body, result)
+
+    def _statement(self, bank: str, stmt: Statement, body: bytes, src: str) -> None:
+        if not self._first(bank, stmt.msg_id, "camt.053", src):
+            return
+        self._store.save_statement(bank, stmt.account_id, stmt.to_date, stmt.statement_id,
+                                   stmt.msg_id, stmt.electronic_seq_nb, body)
+        log.info("inbound.statement_stored", bank=bank, statement_id=stmt.statement_id,
+                 entries=len(stmt.entries))
+
+    # -- state machine -----------------------------------------------------
+
+    def _apply(self, bank: str, po: PayoutRef, target: PayoutStatus, cause: str, src: str,
+               reason: str | None, body: bytes, result: HandlerResult) -> None:
+        try:
+            transition(PayoutStatus(po.status), target)
+        except InvalidTransitionError as exc:
+            if po.status != target.value:
+                self._park(bank, cause, target.value, "invalid_transition",
+                           f"payout {po.payout_id}: {exc}", body, src)
+                return
+        outcome = self._store.transition(po, target.value, cause, src, reason)
+        if outcome not in ("applied", "replay"):
+            if outcome != target.value:
+                self._park(bank, cause, target.value, "invalid_transition",
+                           f"payout {po.payout_id} is {outcome}, cannot become {target.value}",
+                           body, src)
+            return
+        self.stats.applied += 1
+        event = {"type": f"payout.{target.value}", "payout_id": po.payout_id,
+                 "merchant_id": po.merchant_id, "amount_minor": po.amount_minor,
+                 "currency": po.currency, "reason": reason, "bank_bic": bank,
+                 "bank_msg_id": cause}
+        result.outputs.append(OutboundRecord(
+            topic=self._topics.events, key=po.payout_id.encode(), value=orjson.dumps(event),
+            headers=[("type", event["type"].encode())]))  # type: ignore[union-attr]
+        log.info("payout.transition", payout_id=po.payout_id, status=target.value, reason=reason,
+                 bank=bank, bank_msg_id=cause)
+
+    def _park(self, bank: str, msg_id: str, kind: str, reason: str, detail: str, body: bytes,
+              src: str) -> None:
+        self.stats.parked += 1
+        self._store.park(bank, msg_id, kind, reason, detail[:2000], body, src)
+        log.warning("inbound.parked", bank=bank, msg_id=msg_id, type=kind, reason=reason,
+                    detail=detail[:300])
