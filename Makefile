@@ -33,8 +33,9 @@ infra-status:  ## show what runs where, and the log files
 demo: venv infra-up  ## run the ledger stage end to end on 10,000 sample payments
 	$(BIN)/settlement demo $(DEMO_ARGS)
 
-lint: venv  ## ruff, the layer contract, and the committed JSON Schema
+lint: venv  ## ruff, mypy --strict, the layer contract, and the committed JSON Schema
 	$(BIN)/ruff check settlement tests
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/settlement schema check
 

@@ -76,6 +76,13 @@ def _event(event_id: str, payment_id: str, merchant: str, amount: int, fee: int,
     }
 
 
+def _minor_units(value: object) -> int:
+    """An amount `_event` put into an event dict (always an int)."""
+    if not isinstance(value, int):
+        raise TypeError(f"expected int minor units, got {value!r}")
+    return value
+
+
 def _invalid(kind: str, base: dict[str, object]) -> bytes:
     ev = dict(base)
     if kind == "not_json":
@@ -87,11 +94,11 @@ def _invalid(kind: str, base: dict[str, object]) -> bytes:
     elif kind == "amount_not_positive":
         ev["amount_minor"] = 0
     elif kind == "fee_exceeds_amount":
-        ev["fee_minor"] = int(ev["amount_minor"]) + 1  # type: ignore[call-overload]
+        ev["fee_minor"] = _minor_units(ev["amount_minor"]) + 1
     elif kind == "unknown_currency":
         ev["currency"] = "XZZ"
     elif kind == "amount_minor_not_integer_minor_units":
-        ev["amount_minor"] = int(ev["amount_minor"]) + 0.5  # type: ignore[call-overload]
+        ev["amount_minor"] = _minor_units(ev["amount_minor"]) + 0.5
     elif kind == "unknown_schema_version":
         ev["schema_version"] = 99
     elif kind == "fee_negative":
@@ -127,7 +134,7 @@ def generate(
             if kind == "event_conflict" and valid_sent:
                 orig = valid_sent[rng.randrange(len(valid_sent))]
                 clash = dict(orig)
-                clash["amount_minor"] = int(orig["amount_minor"]) + 1  # type: ignore[call-overload]
+                clash["amount_minor"] = _minor_units(orig["amount_minor"]) + 1
                 yield SampleRecord(str(orig["payment_id"]).encode(), orjson.dumps(clash), "dlq",
                                    str(orig["payment_id"]), "event_conflict")
                 continue

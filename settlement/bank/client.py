@@ -27,7 +27,7 @@ class BankUnavailableError(RetryableError):
     """The bank did not answer the call (timeout, refused, dropped, 5xx, breaker open)."""
 
 
-class _BreakerLog(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _BreakerLog(pybreaker.CircuitBreakerListener):
     def __init__(self, bank: str) -> None:
         self.bank = bank
         self.opened = 0

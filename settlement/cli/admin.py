@@ -78,11 +78,12 @@ def merchants_upsert(
 ) -> None:
     """Add or change one payout account. Parked payments for it are released shortly."""
     try:
-        acct = MerchantAccount(
-            merchant_id=merchant_id, currency=currency, creditor_name=creditor_name,
-            account_id=account_id, account_scheme=scheme,  # type: ignore[arg-type]
-            bank_bic=bank_bic, payout_mode=payout_mode,  # type: ignore[arg-type]
-        )
+        # model_validate: scheme and payout_mode are plain str options, checked by the model
+        acct = MerchantAccount.model_validate({
+            "merchant_id": merchant_id, "currency": currency, "creditor_name": creditor_name,
+            "account_id": account_id, "account_scheme": scheme,
+            "bank_bic": bank_bic, "payout_mode": payout_mode,
+        })
     except (ValidationError, ValueError) as exc:
         fail(f"invalid merchant account: {exc}")
         return

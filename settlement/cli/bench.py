@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from settlement import bench, loadgen
 from settlement.cli.context import console, run, state
 from settlement.cli.sample import produce
+from settlement.config import Settings
 from settlement.runtime.stack import ensure_stack
 
 bench_app = typer.Typer(help="Benchmarks on the local stack (figures, not pass/fail).",
@@ -22,6 +24,10 @@ bench_app = typer.Typer(help="Benchmarks on the local stack (figures, not pass/f
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+
+
+def _produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> None:
+    produce(settings, records, rate=0, show_progress=False)
 
 
 def _ints(text: str) -> list[int]:
@@ -57,9 +63,8 @@ def bench_ledger(
                 sc = bench.Scenario(mode, w, ci)
                 console.print(f"[bold]scenario {n}[/bold]: {mode}, {w} worker(s), "
                               f"commit every {ci} ms, {events:,} events")
-                r = run(lambda sc=sc, n=n: bench.run_scenario(
-                    s, sc, records, accounts, f"bench-{tag}-{n}", Path("bench-out/logs"),
-                    lambda st, recs: (produce(st, recs, rate=0, show_progress=False), None)[1]))
+                r = run(partial(bench.run_scenario, s, sc, records, accounts,
+                                f"bench-{tag}-{n}", Path("bench-out/logs"), _produce_quietly))
                 console.print(f"  {r.events_per_s:,.0f} events/s, {r.worker_cpu_cores} cores, "
                               f"peak RSS {r.peak_rss_mb} MB")
                 results.append(r)

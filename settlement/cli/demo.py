@@ -7,18 +7,27 @@ import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 from rich.table import Table
 
 from settlement import bootstrap, loadgen
 from settlement.cli.context import console, fail, run, state
 from settlement.cli.sample import _progress, produce
+from settlement.config import Settings
 from settlement.domain.money import format_minor
 from settlement.kafka.admin import ensure_topics
-from settlement.kafka.reader import end_offsets, group_lag, headers_dict, pending_records, read_all
+from settlement.kafka.reader import (
+    end_offsets,
+    group_lag,
+    headers_dict,
+    pending_records,
+    position,
+    read_all,
+)
 from settlement.runtime.local import Fleet, child_env
 from settlement.runtime.stack import ensure_stack
 from settlement.store.migrate import migrate
@@ -110,24 +119,21 @@ DEMO_BANK = {"bic": "DEFAULT", "timezone": "UTC", "holiday_calendar": "none", "w
              "cutoffs": [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]}
 
 
-def _run_batches(session: object, start: datetime) -> list[object]:
+def _run_batches(session: Session, start: datetime) -> list[Any]:
     first = start.strftime("%Y%m%dT%H%M")
-    rows = session.execute(  # type: ignore[attr-defined]
+    rows = session.execute(
         "SELECT batch_id, bank_bic, currency, window_id, status, nb_of_txs, ctrl_sum, payments, "
         "late_payments FROM batch_index")
     return [r for r in rows if r.window_id > first]
 
 
-def _wait_batches(s: object, session: object, start: datetime, timeout_s: float) -> None:
-    from settlement.config import Settings
-
-    assert isinstance(s, Settings)
+def _wait_batches(s: Settings, session: Session, start: datetime, timeout_s: float) -> None:
     group = f"{s.worker.group_prefix}-batcher"
     deadline = time.monotonic() + timeout_s
     with console.status("batchers sealing the windows' batches ...") as status:
         while True:
             rows = _run_batches(session, start)
-            still = sum(1 for r in rows if r.status == "open")  # type: ignore[attr-defined]
+            still = sum(1 for r in rows if r.status == "open")
             status.update(f"batchers: {len(rows) - still}/{len(rows)} batches sealed")
             if rows and not still and pending_records(s.kafka, group, s.topics.items) == 0:
                 return
@@ -136,23 +142,23 @@ def _wait_batches(s: object, session: object, start: datetime, timeout_s: float)
             time.sleep(0.5)
 
 
-def _batches_summary(session: object, manifest: list[loadgen.SampleRecord], start: datetime,
+def _batches_summary(session: Session, manifest: list[loadgen.SampleRecord], start: datetime,
                      elapsed: float, prefix: str) -> bool:
     """Per bank and currency, this run's payments and payouts; money checked per currency."""
-    ex = session.execute  # type: ignore[attr-defined]
-    rows_q = session.prepare(  # type: ignore[attr-defined]
+    ex = session.execute
+    rows_q = session.prepare(
         "SELECT payout_id, payment_id, late FROM batches WHERE batch_id = ?")
-    payout_q = session.prepare(  # type: ignore[attr-defined]
+    payout_q = session.prepare(
         "SELECT amount_minor, status, batch_id FROM payouts WHERE payout_id = ?")
     placed: Counter[str] = Counter()
     agg: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     sent: Counter[str] = Counter()
     for b in _run_batches(session, start):
-        mine = [r for r in ex(rows_q, (b.batch_id,))  # type: ignore[attr-defined]
+        mine = [r for r in ex(rows_q, (b.batch_id,))
                 if r.payment_id and r.payment_id.startswith(prefix)]
         if not mine:
             continue
-        a = agg[(b.bank_bic, b.currency)]  # type: ignore[attr-defined]
+        a = agg[(b.bank_bic, b.currency)]
         a[0] += 1
         a[2] += len(mine)
         a[3] += sum(1 for r in mine if r.late)
@@ -162,7 +168,7 @@ def _batches_summary(session: object, manifest: list[loadgen.SampleRecord], star
             if po is not None and po.status == "sent":
                 a[1] += 1
                 a[4] += po.amount_minor
-                sent[b.currency] += po.amount_minor  # type: ignore[attr-defined]
+                sent[b.currency] += po.amount_minor
     table = Table("bank", "currency", "pacs.008 batches", "payouts sent", "payments", "late",
                   "total sent", title="paid out (pacs.008 on bank.outbound)")
     for (bank, ccy), (n, txs, pays, late, total) in sorted(agg.items()):
@@ -181,10 +187,7 @@ def _batches_summary(session: object, manifest: list[loadgen.SampleRecord], star
     return once and all(sent[c] == net[c] for c in net)
 
 
-def _wait_drained(s: object, group: str, total: int, timeout_s: float) -> None:
-    from settlement.config import Settings
-
-    assert isinstance(s, Settings)
+def _wait_drained(s: Settings, group: str, total: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     with _progress() as progress:
         task = progress.add_task("ledger workers", total=total, rate="")
@@ -201,13 +204,10 @@ def _wait_drained(s: object, group: str, total: int, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-def _summary(s: object, session: object, manifest: list[loadgen.SampleRecord],
+def _summary(s: Settings, session: Session, manifest: list[loadgen.SampleRecord],
              dlq_start: dict[int, int], elapsed: float) -> bool:
-    from settlement.config import Settings
-
-    assert isinstance(s, Settings)
     valid = [r for r in manifest if r.expect == "ledger"]
-    stmt = session.prepare(  # type: ignore[attr-defined]
+    stmt = session.prepare(
         "SELECT payment_id, amount_minor, fee_minor, currency FROM ledger WHERE payment_id = ?")
     results = execute_concurrent_with_args(session, stmt, [(r.payment_id,) for r in valid],
                                            concurrency=100)
@@ -232,7 +232,8 @@ def _summary(s: object, session: object, manifest: list[loadgen.SampleRecord],
     console.print(table)
     reasons: Counter[str] = Counter()
     for msg in read_all(s.kafka, s.topics.payments_dlq):
-        if msg.offset() >= dlq_start.get(msg.partition(), 0):
+        partition, offset = position(msg)
+        if offset >= dlq_start.get(partition, 0):
             reasons[headers_dict(msg).get("dlq.reason", "?")] += 1
     dlq = Table("reason", "records", title=f"dead-lettered to {s.topics.payments_dlq}")
     for reason, n in reasons.most_common():

@@ -72,4 +72,5 @@ def parse_decimal(text: str, currency: str) -> int:
     frac = frac.rstrip("0")
     if len(frac) > exp:
         raise ValueError(f"{text} has more than {exp} decimals for {currency}")
-    return int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
+    scale: int = 10**exp  # int ** int is typed Any (a negative power would be a float)
+    return int(whole) * scale + (int(frac.ljust(exp, "0")) if exp else 0)

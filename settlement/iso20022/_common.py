@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import TypeVar
 
-from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not installed
+from lxml import etree
 from pydantic import ValidationError
 
 from settlement.domain.money import UnknownCurrencyError, exponent, format_minor, parse_decimal

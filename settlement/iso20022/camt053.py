@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time
 from typing import BinaryIO
 
-from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not installed
+from lxml import etree
 
 from settlement.domain.bank_messages import Entry, Statement
 from settlement.iso20022 import _common as c

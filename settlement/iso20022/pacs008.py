@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not installed
+from lxml import etree
 
 from settlement.domain.batch import Party, PayoutTx, SealedBatch
 from settlement.domain.money import UnknownCurrencyError, exponent, format_minor, parse_decimal

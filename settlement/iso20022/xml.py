@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not installed
+from lxml import etree
 
 from settlement.iso20022.errors import MessageRefusedError
 

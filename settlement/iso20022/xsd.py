@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lxml import etree  # type: ignore[import-untyped]  # lxml-stubs is not installed
+from lxml import etree
 
 from settlement.iso20022.errors import (
     MessageRefusedError,

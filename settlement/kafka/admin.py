@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewPartitions, NewTopic  # what .admin re-exports, typed
 
 from settlement.config import KafkaSettings, TopicSettings
 from settlement.domain.errors import FatalError, RetryableError

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from settlement.config import KafkaSettings, WorkerSettings
 from settlement.domain.errors import FatalError, RetryableError
 from settlement.kafka.errors import TxnErrorKind, classify
+from settlement.kafka.reader import header_pairs, position
 from settlement.service.ports import Handler, HandlerResult, InboundRecord, SourceRef
 
 log = structlog.get_logger(__name__)
@@ -185,9 +186,11 @@ class StageLoop:
                 raise FatalError(f"consumer error: {err}")
             self._log.warning("kafka.consume_error", error=str(err))
             return None
-        headers = [(k, v or b"") for k, v in (msg.headers() or [])]
+        topic = msg.topic()
+        assert topic is not None  # set on every non-error message, like partition and offset
+        partition, offset = position(msg)
         return InboundRecord(
-            SourceRef(msg.topic(), msg.partition(), msg.offset()), msg.key(), msg.value(), headers
+            SourceRef(topic, partition, offset), msg.key(), msg.value(), header_pairs(msg)
         )
 
     def _process(self, records: list[InboundRecord]) -> None:
@@ -213,9 +216,11 @@ class StageLoop:
         for out in result.outputs:
             while True:
                 try:
-                    extra = {} if out.partition is None else {"partition": out.partition}
+                    extra: dict[str, Any] = (
+                        {} if out.partition is None else {"partition": out.partition})
+                    headers: list[tuple[str, str | bytes | None]] = list(out.headers)
                     self._producer.produce(
-                        out.topic, value=out.value, key=out.key, headers=out.headers,
+                        out.topic, value=out.value, key=out.key, headers=headers,
                         on_delivery=None if self._eos else self._on_delivery, **extra,
                     )
                     break

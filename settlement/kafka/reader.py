@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
@@ -51,20 +50,42 @@ def read_all(kafka: KafkaSettings, topic: str, timeout_s: float = 60.0) -> Itera
                     todo.discard(msg.partition())
                     continue
                 raise RetryableError(f"reading {topic}: {err}")
-            if msg.offset() >= ends[msg.partition()]:
-                todo.discard(msg.partition())
+            partition, offset = position(msg)
+            if offset >= ends[partition]:
+                todo.discard(partition)
                 continue
             yield msg
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                todo.discard(msg.partition())
+            if offset + 1 >= ends[partition]:
+                todo.discard(partition)
     finally:
         consumer.close()
 
 
+def position(msg: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed record; librdkafka sets both on every non-error message."""
+    partition, offset = msg.partition(), msg.offset()
+    assert partition is not None and offset is not None
+    return partition, offset
+
+
+def header_pairs(msg: Message) -> list[tuple[str, bytes]]:
+    """A consumed record's headers as (name, value) pairs; a null value becomes b"".
+
+    The stubs also allow a dict and str values (the producer side accepts both); a
+    consumed record always carries a list of bytes | None.
+    """
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    out: list[tuple[str, bytes]] = []
+    for k, v in pairs:
+        out.append((k, v.encode() if isinstance(v, str) else v or b""))
+    return out
+
+
 def headers_dict(msg: Message) -> dict[str, str]:
-    out: dict[str, Any] = {}
-    for k, v in msg.headers() or []:
-        out[k] = (v or b"").decode("utf-8", "replace")
+    out: dict[str, str] = {}
+    for k, v in header_pairs(msg):
+        out[k] = v.decode("utf-8", "replace")
     return out
 
 
@@ -120,8 +141,9 @@ def pending_records(kafka: KafkaSettings, group: str, topic: str, cap: int = 10_
             msg = c.poll(0.5)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == msg.error()._PARTITION_EOF:
+            err = msg.error()
+            if err is not None:
+                if err.code() == err._PARTITION_EOF:
                     left.discard(msg.partition())
                 continue
             count += 1

@@ -74,7 +74,7 @@ class Fleet:
                 assert w.proc is not None
                 w.proc.send_signal(signal.SIGCONT)
                 w.proc.terminate()
-        codes = []
+        codes: list[int | None] = []
         for w in self.workers:
             if w.proc is None:
                 codes.append(None)

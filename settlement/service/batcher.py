@@ -300,7 +300,8 @@ class BatcherHandler:
         by_payout: dict[str, list[BatchRow]] = defaultdict(list)
         for r in rows:
             by_payout[r.payout_id].append(r)
-        txs, payouts = [], []
+        txs: list[PayoutTx] = []
+        payouts: list[tuple[object, ...]] = []
         for payout_id in sorted(by_payout):
             group = by_payout[payout_id]
             gross = sum(r.amount_minor for r in group)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 
@@ -125,7 +126,7 @@ class GatewayHandler:
                 headers=[("bank_bic", d.bank_bic.encode()), ("msg_type", b"pacs.002"),
                          ("orgnl_msg_id", d.msg_id.encode()), ("via", b"sync")]))
             self._inflight[d.msg_id] = self._clock()
-            result.after_commit.append(lambda d=d: self._committed(d))
+            result.after_commit.append(partial(self._committed, d))
             log.info("gateway.delivered", bank=d.bank_bic, msg_id=d.msg_id,
                      latency_ms=answer.latency_ms)
 
@@ -166,4 +167,4 @@ class GatewayHandler:
                 self.stats.polled += len(messages)
                 # After commit: a crash in between re-polls; inbound dedups by MsgId.
                 self._inflight[f"poll:{bank}"] = now
-                result.after_commit.append(lambda b=bank, n=nxt: self._cursor_committed(b, n))
+                result.after_commit.append(partial(self._cursor_committed, bank, nxt))

@@ -125,15 +125,15 @@ class InboundHandler:
                             rpt.group_reason, body, result)
             return
         for tx in rpt.transactions:
-            po = self._store.payout_by_e2e(tx.orgnl_end_to_end_id)
-            if po is None:
+            ref = self._store.payout_by_e2e(tx.orgnl_end_to_end_id)
+            if ref is None:
                 self._park(bank, rpt.msg_id, "pacs.002", "unknown_payout",
                            f"OrgnlEndToEndId {tx.orgnl_end_to_end_id} matches no payout", body, src)
                 continue
             if tx.status == "RJCT":
-                self._apply(bank, po, PayoutStatus.REJECTED, rpt.msg_id, src, tx.reason, body, result)
+                self._apply(bank, ref, PayoutStatus.REJECTED, rpt.msg_id, src, tx.reason, body, result)
             elif tx.status in ACCEPTED:
-                self._apply(bank, po, PayoutStatus.ACCEPTED, rpt.msg_id, src, None, body, result)
+                self._apply(bank, ref, PayoutStatus.ACCEPTED, rpt.msg_id, src, None, body, result)
             # PDNG: nothing to do until a final status arrives
 
     def _return(self, bank: str, ret: PaymentReturn, body: bytes, src: str,
@@ -189,13 +189,14 @@ class InboundHandler:
                            body, src)
             return
         self.stats.applied += 1
-        event = {"type": f"payout.{target.value}", "payout_id": po.payout_id,
+        event_type = f"payout.{target.value}"
+        event = {"type": event_type, "payout_id": po.payout_id,
                  "merchant_id": po.merchant_id, "amount_minor": po.amount_minor,
                  "currency": po.currency, "reason": reason, "bank_bic": bank,
                  "bank_msg_id": cause}
         result.outputs.append(OutboundRecord(
             topic=self._topics.events, key=po.payout_id.encode(), value=orjson.dumps(event),
-            headers=[("type", event["type"].encode())]))  # type: ignore[union-attr]
+            headers=[("type", event_type.encode())]))
         log.info("payout.transition", payout_id=po.payout_id, status=target.value, reason=reason,
                  bank=bank, bank_msg_id=cause)
 

@@ -82,7 +82,8 @@ class CassandraLedgerStore:
                 self._s, self._insert, params,
                 concurrency=self._concurrency, raise_on_first_error=False,
             )
-            failed, first_exc = [], None
+            failed: list[int] = []
+            first_exc: BaseException | None = None
             for i, (ok, res) in zip(pending, results, strict=True):
                 if ok:
                     out[i] = _row_of(res, entries[i])
@@ -92,6 +93,7 @@ class CassandraLedgerStore:
             pending = failed
             if failed:
                 log.warning("ledger.write_retry", failed=len(failed), error=repr(first_exc))
+                assert first_exc is not None  # a failed result carries its exception
                 raise wrap_error(first_exc, f"ledger write ({len(failed)} failed)")
 
         if pending:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from cassandra.cluster import Session
@@ -15,12 +16,12 @@ from settlement.store.session import wrap_error
 log = structlog.get_logger(__name__)
 
 
-def _account(r: object) -> MerchantAccount:
+def _account(r: Any) -> MerchantAccount:  # a driver row (cassandra is untyped)
     return MerchantAccount.model_construct(
-        merchant_id=r.merchant_id, currency=r.currency,  # type: ignore[attr-defined]
-        creditor_name=r.creditor_name, account_id=r.account_id,  # type: ignore[attr-defined]
-        account_scheme=r.account_scheme, bank_bic=r.bank_bic,  # type: ignore[attr-defined]
-        payout_mode=r.payout_mode,  # type: ignore[attr-defined]
+        merchant_id=r.merchant_id, currency=r.currency,
+        creditor_name=r.creditor_name, account_id=r.account_id,
+        account_scheme=r.account_scheme, bank_bic=r.bank_bic,
+        payout_mode=r.payout_mode,
     )
 
 
