@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
@@ -80,4 +81,35 @@ def bench_ledger(
     console.print(table)
     bench.write_json(results, out, {"when": datetime.now(UTC).isoformat(), "events": events,
                                     "cpus": os.cpu_count(), "machine": platform.platform()})
+    console.print(f"wrote {out}")
+
+
+@bench_app.command("batcher")
+def bench_batcher(
+    ctx: typer.Context,
+    payouts: Annotated[int, typer.Option(min=100, help="Payments = payouts in the one batch.")] = 10_000,
+    out: Annotated[Path, typer.Option(help="JSON results.")] = Path("bench-out/batcher.json"),
+) -> None:
+    """Batcher: payments/s placed into payouts and batches, and the time from a cutoff
+    (plus grace) to the batch's pacs.008 on bank.outbound, for one big batch.
+
+    Example: settlement bench batcher --payouts 10000
+    """
+    from dataclasses import asdict
+
+    from settlement.bench_batcher import run_batcher_bench
+
+    s = state(ctx).settings()
+    run(lambda: ensure_stack(s))
+    console.print(f"placing {payouts:,} per-payment payouts into one batch, then waiting for "
+                  "its cutoff (up to 2 minutes) ...")
+    tag = datetime.now(UTC).strftime("%H%M%S")
+    r = run(lambda: run_batcher_bench(s, payouts, Path("bench-out/logs"), tag))
+    table = Table("payouts", "placement s", "payments/s", "cutoff+grace -> pacs.008 s",
+                  "NbOfTxs", "pacs.008 bytes", title="batcher")
+    table.add_row(f"{r.payouts:,}", f"{r.placement_s}", f"{r.payments_per_s:,.0f}",
+                  f"{r.cutoff_to_pacs008_s:.3f}", f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
+    console.print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **asdict(r)}, indent=2))
     console.print(f"wrote {out}")

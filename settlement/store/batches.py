@@ -15,12 +15,11 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.query import BatchStatement, BatchType
 
 from settlement.domain.errors import RetryableError
 from settlement.service.ports import AddOutcome, BatchHeader, BatchRow, SealState
-from settlement.store.session import wrap_error
+from settlement.store.session import execute, execute_all, wrap_error
 
 CHUNK = 100  # rows per conditional batch: well under batch_size_fail_threshold (50 KiB)
 
@@ -159,19 +158,13 @@ class CassandraBatchStore:
         return head, SealState(False, r.status, r.sealed_by, sealed_at, r.msg_id, r.owner_epoch)
 
     def rows(self, batch_id: str) -> list[BatchRow]:
-        try:
-            res = self._s.execute(self._rows, (batch_id,))
-        except Exception as exc:
-            raise wrap_error(exc, f"read batch {batch_id}") from exc
+        res = execute(self._s, self._rows, (batch_id,), f"read batch {batch_id}")
         return [BatchRow(r.payout_id, r.payment_id, r.merchant_id, r.payout_mode,
                          r.amount_minor, r.fee_minor, r.captured_at, bool(r.late))
                 for r in res if r.payment_id is not None]
 
     def batches_of(self, topic: str, partition: int) -> list[tuple[str, str, datetime]]:
-        try:
-            res = self._s.execute(self._open, (topic, partition))
-        except Exception as exc:
-            raise wrap_error(exc, "list batches") from exc
+        res = execute(self._s, self._open, (topic, partition), "list batches")
         return [(r.batch_id, r.status, r.cutoff_at) for r in res]
 
     def message(self, batch_id: str) -> bytes | None:
@@ -193,22 +186,10 @@ class CassandraBatchStore:
     # -- plumbing --------------------------------------------------------------
 
     def _one(self, stmt: Any, params: tuple[Any, ...], what: str) -> Any:
-        try:
-            return self._s.execute(stmt, params).one()
-        except Exception as exc:
-            raise wrap_error(exc, what) from exc
+        return execute(self._s, stmt, params, what).one()
 
     def _all(self, stmt: Any, params: list[tuple[Any, ...]], what: str) -> list[Any]:
-        if not params:
-            return []
-        results = execute_concurrent_with_args(
-            self._s, stmt, params, concurrency=self._concurrency, raise_on_first_error=False)
-        out = []
-        for ok, res in results:
-            if not ok:
-                raise wrap_error(res, what)
-            out.append(res)
-        return out
+        return execute_all(self._s, stmt, params, what, self._concurrency)
 
 
 def _outcome(row: Any, epoch: int) -> AddOutcome:

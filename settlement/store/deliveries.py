@@ -10,7 +10,7 @@ from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
 from settlement.service.ports import Delivery
-from settlement.store.session import wrap_error
+from settlement.store.session import execute
 
 
 class CassandraDeliveryStore:
@@ -36,10 +36,7 @@ class CassandraDeliveryStore:
         self._known_banks: set[str] = set()
 
     def _exec(self, stmt: Any, params: tuple[Any, ...], what: str) -> Any:
-        try:
-            return self._s.execute(stmt, params)
-        except Exception as exc:
-            raise wrap_error(exc, what) from exc
+        return execute(self._s, stmt, params, what)
 
     def enqueue(self, deliveries: Sequence[Delivery]) -> None:
         now = datetime.now(UTC)

@@ -10,7 +10,7 @@ from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
 from settlement.service.ports import PayoutRef
-from settlement.store.session import wrap_error
+from settlement.store.session import execute
 
 
 class CassandraInboundStore:
@@ -45,10 +45,7 @@ class CassandraInboundStore:
             "seq_nb, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
     def _exec(self, stmt: Any, params: tuple[Any, ...], what: str) -> Any:
-        try:
-            return self._s.execute(stmt, params)
-        except Exception as exc:
-            raise wrap_error(exc, what) from exc
+        return execute(self._s, stmt, params, what)
 
     def register(self, bank_bic: str, msg_id: str, msg_type: str, src: str) -> str:
         row = self._exec(self._register, (bank_bic, msg_id, msg_type, src, datetime.now(UTC)),

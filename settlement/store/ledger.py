@@ -23,7 +23,7 @@ from tenacity import (
 
 from settlement.domain.errors import RetryableError
 from settlement.service.ports import LedgerEntry, ParkedPayment, SourceRef, StoredLedgerRow
-from settlement.store.session import wrap_error
+from settlement.store.session import execute, execute_all, wrap_error
 
 log = structlog.get_logger(__name__)
 
@@ -119,10 +119,7 @@ class CassandraLedgerStore:
         self._run(self._park, params, "park payments")
 
     def parked(self, topic: str, partition: int) -> list[ParkedPayment]:
-        try:
-            rows = self._s.execute(self._parked, (topic, partition))
-        except Exception as exc:
-            raise wrap_error(exc, "read parked payments") from exc
+        rows = execute(self._s, self._parked, (topic, partition), "read parked payments")
         return [
             ParkedPayment(r.payment_id, r.merchant_id, r.currency, r.reason, r.item,
                           SourceRef(r.src_topic, r.src_partition, -1))
@@ -135,13 +132,4 @@ class CassandraLedgerStore:
         self._run(self._release, params, "mark parked payments released")
 
     def _run(self, stmt: Any, params: list[tuple[Any, ...]], what: str) -> None:
-        if not params:
-            return
-        results = execute_concurrent_with_args(
-            self._s, stmt, params, concurrency=self._concurrency, raise_on_first_error=False
-        )
-        for ok, res in results:
-            if not ok:
-                raise wrap_error(res, what)
-        if not all(ok for ok, _ in results):
-            raise RetryableError(what)
+        execute_all(self._s, stmt, params, what, self._concurrency)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cassandra import (
@@ -20,6 +21,7 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
+from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from settlement.config import CassandraSettings
@@ -74,3 +76,26 @@ def wrap_error(exc: BaseException, what: str) -> SettlementError:
 def one(rows: Any) -> Any:
     """First row of a result set, or None."""
     return rows.one()
+
+
+def execute(session: Session, stmt: Any, params: tuple[Any, ...], what: str) -> Any:
+    """One statement; driver errors become RetryableError/FatalError naming `what`."""
+    try:
+        return session.execute(stmt, params)
+    except Exception as exc:
+        raise wrap_error(exc, what) from exc
+
+
+def execute_all(session: Session, stmt: Any, params: Sequence[tuple[Any, ...]], what: str,
+                concurrency: int = 64) -> list[Any]:
+    """The same statement for many parameter tuples, concurrently; the first error raises."""
+    if not params:
+        return []
+    results = execute_concurrent_with_args(
+        session, stmt, list(params), concurrency=concurrency, raise_on_first_error=False)
+    out = []
+    for ok, res in results:
+        if not ok:
+            raise wrap_error(res, what)
+        out.append(res)
+    return out

@@ -7,26 +7,17 @@ the per-payment rows, and compares them with what the bank would receive.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 
 from settlement.config import Settings
 from settlement.iso20022.pacs008 import parse_pacs008_summary
 from settlement.iso20022.xsd import validate
 from settlement.store.session import connect
+from tests.e2e.checker import Report
 from tests.integration.helpers import committed
 
 
-@dataclass
-class BatchReport:
-    violations: list[str] = field(default_factory=list)
-    figures: dict[str, int] = field(default_factory=dict)
-
-    def fail(self, what: str, ids: list[str]) -> None:
-        self.violations.append(f"{what}: {len(ids)} e.g. {sorted(ids)[:8]}")
-
-
-def check_batches(settings: Settings, expect_sealed: bool = True) -> BatchReport:
-    rep = BatchReport()
+def check_batches(settings: Settings, expect_sealed: bool = True) -> Report:
+    rep = Report()
     msgs = committed(settings, settings.topics.bank_outbound)
     by_msg: dict[str, bytes] = {}
     dup_msgs = []

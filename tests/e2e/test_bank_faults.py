@@ -24,10 +24,9 @@ import pytest
 
 from settlement import loadgen
 from settlement.runtime.local import Fleet
-from settlement.store.session import connect
 from tests.conftest import Namespace, wait_until
 from tests.e2e.pipeline import minute_calendar_env, next_minute, wait_settled
-from tests.integration.helpers import produce_raw, register
+from tests.integration.helpers import payout_statuses, produce_raw, register
 from tests.integration.mockbank_proc import advance, bank_env, bank_records, mock_bank
 
 PAYMENTS = int(os.environ.get("SETTLEMENT_BANK_FAULT_PAYMENTS", "10000"))
@@ -41,12 +40,7 @@ TERMINAL = {"settled", "rejected", "returned", "nothing_to_pay"}
 
 
 def statuses(ns: Namespace) -> dict[str, tuple[str, str, int]]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    try:
-        return {r.end_to_end_id: (r.status, r.payout_id, r.amount_minor) for r in s.execute(
-            "SELECT end_to_end_id, status, payout_id, amount_minor FROM payouts")}
-    finally:
-        s.cluster.shutdown()
+    return payout_statuses(ns.settings)
 
 
 @pytest.mark.slow

@@ -54,3 +54,13 @@ def item_counts(settings: Settings) -> Counter[str]:
 
     return Counter(orjson.loads(m.value())["payment_id"] for m in committed(
         settings, settings.topics.items))
+
+
+def payout_statuses(settings: Settings) -> dict[str, tuple[str, str, int]]:
+    """EndToEndId -> (status, payout_id, amount_minor), from our payouts table."""
+    session = connect(settings.cassandra, keyspace=settings.cassandra.keyspace)
+    try:
+        return {r.end_to_end_id: (r.status, r.payout_id, r.amount_minor) for r in session.execute(
+            "SELECT end_to_end_id, status, payout_id, amount_minor FROM payouts")}
+    finally:
+        session.cluster.shutdown()

@@ -12,20 +12,14 @@ import pytest
 
 from settlement import loadgen
 from settlement.config import load_settings
-from settlement.store.session import connect
 from tests.conftest import InProcessWorker, Namespace, wait_until
 from tests.e2e.pipeline import minute_calendar_env, next_minute
-from tests.integration.helpers import committed, produce_raw, register
+from tests.integration.helpers import committed, payout_statuses, produce_raw, register
 from tests.integration.mockbank_proc import advance, bank_env, bank_records, mock_bank
 
 
 def payout_status(ns: Namespace) -> dict[str, tuple[str, str, int]]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    try:
-        return {r.end_to_end_id: (r.status, r.payout_id, r.amount_minor) for r in s.execute(
-            "SELECT end_to_end_id, status, payout_id, amount_minor FROM payouts")}
-    finally:
-        s.cluster.shutdown()
+    return payout_statuses(ns.settings)
 
 
 @pytest.mark.timeout(400)

@@ -1,0 +1,139 @@
+"""Batcher benchmark: payments/s into batches, and cutoff -> pacs.008 for one big batch.
+
+One bank and currency, per-payment merchants, so N payments make N payouts in
+one batch. Items are pre-produced to settlement.items (the ledger is not part
+of this measurement); one batcher process places them, then the window's
+cutoff passes and we time the seal: from the moment sealing is due
+(cutoff + grace) to the pacs.008 being visible read_committed on
+bank.outbound.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from settlement.config import Settings, load_settings
+from settlement.domain.merchant import MerchantAccount
+from settlement.domain.payment import SettlementItem
+from settlement.iso20022.pacs008 import parse_pacs008_summary
+from settlement.kafka.admin import ensure_topics, topic_specs
+from settlement.kafka.reader import pending_records
+from settlement.runtime.local import Fleet, child_env
+from settlement.store.merchants import CassandraMerchantRegistry
+from settlement.store.migrate import migrate
+from settlement.store.session import connect
+
+BIC = "MOCKDEFFXXX"
+
+
+@dataclass
+class BatcherResult:
+    payouts: int
+    placement_s: float
+    payments_per_s: float
+    cutoff_to_pacs008_s: float
+    nb_of_txs: int
+    xml_bytes: int
+
+
+def _env(prefix: str, grace_s: float) -> dict[str, str]:
+    bank = {"bic": "DEFAULT", "timezone": "UTC", "holiday_calendar": "none", "weekend": [],
+            "cutoffs": [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]}
+    return {
+        "SETTLEMENT_CASSANDRA__KEYSPACE": prefix.replace("-", "_"),
+        "SETTLEMENT_WORKER__GROUP_PREFIX": prefix,
+        "SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(bank),
+        "SETTLEMENT_BATCHER__SEAL_GRACE_S": str(grace_s),
+        "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.2",
+        **{f"SETTLEMENT_TOPICS__{k.upper()}": f"{prefix}.{k}" for k in (
+            "payments", "payments_dlq", "items", "items_dlq", "bank_outbound", "bank_inbound",
+            "events")},
+    }
+
+
+def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> BatcherResult:
+    prefix, grace = f"benchb-{tag}", 1.0
+    env = _env(prefix, grace)
+    s = load_settings(
+        cassandra={**base.cassandra.model_dump(), "keyspace": env["SETTLEMENT_CASSANDRA__KEYSPACE"]},
+        topics={**base.topics.model_dump(), **{k.split("__")[1].lower(): v for k, v in env.items()
+                                                if k.startswith("SETTLEMENT_TOPICS__")}},
+        kafka=base.kafka.model_dump(), worker={"group_prefix": prefix})
+    ensure_topics(s.kafka, s.topics)
+    session = connect(s.cassandra)
+    try:
+        migrate(session, s.cassandra)
+        # The window must close after the placement finished: wait for a fresh minute.
+        now = datetime.now(UTC)
+        cutoff = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        if (cutoff - now).total_seconds() < 45:
+            cutoff += timedelta(minutes=1)
+        accounts = [MerchantAccount(
+            merchant_id=f"bm-{i:05d}", currency="EUR", creditor_name=f"Bench Merchant {i}",
+            account_id="DE89370400440532013000", bank_bic=BIC, payout_mode="payment")
+            for i in range(payouts)]
+        CassandraMerchantRegistry(session).upsert(accounts)
+        producer = Producer({**s.kafka.client_config(), "enable.idempotence": True,
+                             "linger.ms": 20})
+        for i in range(payouts):
+            item = SettlementItem(
+                payment_id=f"bp-{tag}-{i:06d}", event_id=f"be-{i}", merchant_id=f"bm-{i:05d}",
+                amount_minor=1000 + i, fee_minor=30, currency="EUR",
+                captured_at=cutoff - timedelta(seconds=30), bank_bic=BIC, payout_mode="payment")
+            while True:
+                try:
+                    producer.produce(s.topics.items, key=item.partition_key.encode(),
+                                     value=item.model_dump_json().encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(60)
+        fleet = Fleet.of("batcher", 1, env=child_env(env), log_dir=log_dir, prefix=f"{prefix}-")
+        fleet.start()
+        try:
+            t0 = None
+            while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
+                                           cap=payouts + 1)) > 0:
+                if t0 is None and left < payouts:
+                    t0 = time.monotonic()  # first commit seen: start-up is over
+                time.sleep(0.1)
+            placement = time.monotonic() - (t0 or time.monotonic())
+            due = cutoff + timedelta(seconds=grace)
+            xml, seen = _wait_message(s, timeout_s=(due - datetime.now(UTC)).total_seconds() + 120)
+            lag = (seen - due).total_seconds()
+        finally:
+            fleet.stop()
+        summary = parse_pacs008_summary(xml)
+        return BatcherResult(payouts, round(placement, 2), round(payouts / placement, 1),
+                             round(lag, 3), summary.nb_of_txs, len(xml))
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=120)
+        session.cluster.shutdown()
+        for f in AdminClient(s.kafka.client_config()).delete_topics(
+                [t.name for t in topic_specs(s.topics)]).values():
+            f.result(30)
+
+
+def _wait_message(s: Settings, timeout_s: float) -> tuple[bytes, datetime]:
+    """First committed record on bank.outbound, and the wall time we could read it."""
+    c = Consumer({**s.kafka.client_config(), "group.id": "bench-reader",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(s.topics.bank_outbound, timeout=10).topics[
+            s.topics.bank_outbound].partitions
+        c.assign([TopicPartition(s.topics.bank_outbound, p, 0) for p in parts])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = c.poll(0.05)
+            if msg is not None and msg.error() is None:
+                return msg.value() or b"", datetime.now(UTC)
+        raise TimeoutError("no pacs.008 on bank.outbound")
+    finally:
+        c.close()
