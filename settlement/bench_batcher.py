@@ -116,8 +116,8 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> 
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=120)
         session.cluster.shutdown()
-        for f in AdminClient(s.kafka.client_config()).delete_topics(
-                [t.name for t in topic_specs(s.topics)]).values():
+        admin = AdminClient(s.kafka.client_config())  # keep it alive until the futures resolve
+        for f in admin.delete_topics([t.name for t in topic_specs(s.topics)]).values():
             f.result(30)
 
 

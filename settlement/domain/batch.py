@@ -128,6 +128,20 @@ def shard_of(payout_id: str, shards: int) -> int:
 
 
 def transaction_ids(payout_id: str, attempt: int = 1) -> tuple[str, str, str]:
-    """(InstrId, EndToEndId, UETR) of one payout attempt; a retry gets new ones."""
-    return (short_id("I", payout_id, str(attempt)), short_id("E", payout_id, str(attempt)),
-            deterministic_uetr(payout_id, str(attempt)))
+    """(InstrId, EndToEndId, UETR) of one payout attempt; a retry gets new ones.
+
+    The EndToEndId carries the payout id (E<body>-<attempt>, at most 35 characters), so a
+    bank's answer quoting it finds its payout without a lookup table.
+    """
+    if not payout_id.startswith("PO") or not 1 <= attempt <= 9_999_999:
+        raise ValueError(f"not a payout id / attempt: {payout_id!r} {attempt}")
+    body = payout_id[2:]
+    return f"I{body}-{attempt}", f"E{body}-{attempt}", deterministic_uetr(payout_id, str(attempt))
+
+
+def payout_of_end_to_end_id(end_to_end_id: str) -> tuple[str, int] | None:
+    """Inverse of the EndToEndId scheme: (payout_id, attempt), or None if it is not ours."""
+    body, sep, attempt = end_to_end_id[1:].rpartition("-")
+    if not end_to_end_id.startswith("E") or not sep or not body or not attempt.isdigit():
+        return None
+    return f"PO{body}", int(attempt)

@@ -29,6 +29,7 @@ class TopicReport:
 
 def topic_specs(t: TopicSettings) -> list[TopicSpec]:
     big = {"max.message.bytes": str(t.max_message_bytes)}
+    bank = {"max.message.bytes": str(t.bank_max_message_bytes)}
     # DLQ holds the original bytes plus headers: give it headroom over the input.
     dlq = {"max.message.bytes": str(t.max_message_bytes + 64 * 1024), "retention.ms": "-1"}
     return [
@@ -36,8 +37,8 @@ def topic_specs(t: TopicSettings) -> list[TopicSpec]:
         TopicSpec(t.payments_dlq, t.partitions, dlq),
         TopicSpec(t.items, t.partitions, {}),
         TopicSpec(t.items_dlq, t.partitions, dlq),
-        TopicSpec(t.bank_outbound, t.partitions, big),
-        TopicSpec(t.bank_inbound, t.partitions, big),
+        TopicSpec(t.bank_outbound, t.partitions, bank),
+        TopicSpec(t.bank_inbound, t.partitions, bank),
         TopicSpec(t.events, t.partitions, {}),
     ]
 

@@ -116,7 +116,9 @@ class StageLoop:
             **self._kafka.client_config(),
             "enable.idempotence": True,
             "linger.ms": 5,
-            "message.max.bytes": 8 * 1024 * 1024,
+            # ISO 20022 XML compresses ~10x; big pacs.008 batches must fit the topic limit.
+            "compression.type": "zstd",
+            "message.max.bytes": 64 * 1024 * 1024,
             **self._producer_extra,
         }
         if self._eos:
@@ -435,6 +437,7 @@ class StageLoop:
         try:
             self._consumer.close()  # leaves the group: a fast rebalance for the others
         finally:
+            self._handler.close()
             self._producer.flush(5)
             self._timeouts.shutdown(wait=False)
             s = self.stats

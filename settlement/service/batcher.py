@@ -12,6 +12,7 @@ makes the same decisions in the same order.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ class BatcherHandler:
         self.stats = BatcherStats()
 
     # -- ownership ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Nothing to release: the Cassandra session belongs to the worker."""
 
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         for topic, p in partitions:
@@ -296,7 +300,9 @@ class BatcherHandler:
         stored = self._store.message(head.batch_id)
         if stored is not None:
             return stored
+        t0 = time.monotonic()
         rows = self._store.rows(head.batch_id)
+        t_read = time.monotonic()
         by_payout: dict[str, list[BatchRow]] = defaultdict(list)
         for r in rows:
             by_payout[r.payout_id].append(r)
@@ -324,7 +330,9 @@ class BatcherHandler:
             payouts.append((payout_id, head.batch_id, merchant, head.currency, head.window_id,
                             net, gross, fee, len(group), sum(r.late for r in group), 1, e2e,
                             instr, uetr, status, sealed_at))
+        t_build = time.monotonic()
         self._store.save_payouts(payouts)
+        t_payouts = time.monotonic()
         xml = None
         if txs:
             batch = SealedBatch(batch_id=head.batch_id, msg_id=msg_id, created_at=sealed_at,
@@ -341,5 +349,8 @@ class BatcherHandler:
             sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
             head.items_partition, head.batch_id))
         log.info("batch.sealed", batch_id=head.batch_id, msg_id=msg_id, txs=len(txs),
-                 payments=len(rows), late=sum(r.late for r in rows))
+                 payments=len(rows), late=sum(r.late for r in rows),
+                 read_ms=int((t_read - t0) * 1000), build_ms=int((t_build - t_read) * 1000),
+                 payouts_ms=int((t_payouts - t_build) * 1000),
+                 render_store_ms=int((time.monotonic() - t_payouts) * 1000))
         return xml

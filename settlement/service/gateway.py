@@ -70,6 +70,10 @@ class GatewayHandler:
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Nothing to claim: the queue is partitioned like the topic."""
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._client.close()
+
     def handle(self, records: Sequence[InboundRecord]) -> HandlerResult:
         result = HandlerResult()
         fresh: list[Delivery] = []

@@ -57,6 +57,9 @@ class InboundHandler:
         self._worker_id = worker_id
         self.stats = InboundStats()
 
+    def close(self) -> None:
+        """Nothing to release: the Cassandra session belongs to the worker."""
+
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Nothing to claim: transitions are guarded per payout."""
 

@@ -155,6 +155,9 @@ class LedgerHandler:
         result.outputs.append(item_record(item, self._topics.items))
         return None
 
+    def close(self) -> None:
+        """Nothing to release: the Cassandra session belongs to the worker."""
+
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         """The ledger needs no ownership claim: its writes are content-determined."""
 

@@ -67,6 +67,10 @@ class Handler(Protocol):
         """Called when partitions are assigned, before their records are handled."""
         ...
 
+    def close(self) -> None:
+        """Release what the handler owns (HTTP clients, pools) when the worker stops."""
+        ...
+
 
 class RecordStatus(Enum):
     NEW = "new"                # first write: emit downstream
@@ -253,6 +257,8 @@ class BankClient(Protocol):
     def allows(self, bank_bic: str) -> bool:
         """False while the bank's circuit breaker is open."""
         ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

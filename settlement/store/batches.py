@@ -25,7 +25,7 @@ CHUNK = 100  # rows per conditional batch: well under batch_size_fail_threshold 
 
 
 class CassandraBatchStore:
-    def __init__(self, session: Session, concurrency: int = 64) -> None:
+    def __init__(self, session: Session, concurrency: int = 128) -> None:
         self._s = session
         self._concurrency = concurrency
         p = session.prepare
@@ -69,9 +69,7 @@ class CassandraBatchStore:
             "INSERT INTO payouts (payout_id, batch_id, merchant_id, currency, window_id, "
             "amount_minor, gross_minor, fee_minor, payments, late_payments, attempt, "
             "end_to_end_id, instr_id, uetr, status, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
-        self._by_e2e = p("INSERT INTO payouts_by_e2e (end_to_end_id, payout_id, batch_id) "
-                         "VALUES (?, ?, ?)")
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
         self._by_msg = p("INSERT INTO batches_by_msg (msg_id, batch_id, bank_bic) VALUES (?, ?, ?)")
         self._index_sealed = p(
             "UPDATE batch_index SET status = ?, nb_of_txs = ?, ctrl_sum = ?, payments = ?, "
@@ -172,9 +170,11 @@ class CassandraBatchStore:
         return None if row is None else bytes(row.xml)
 
     def save_payouts(self, params: list[tuple[Any, ...]]) -> None:
-        self._all(self._payout, params, "save payouts")
-        # lookups for the bank's answers, which quote EndToEndId (deterministic, plain writes)
-        self._all(self._by_e2e, [(p[11], p[0], p[1]) for p in params], "index payouts")
+        # Written once, before the pacs.008 is stored and sent, so no bank answer can be
+        # ahead of it; the write timestamp is the seal time (deterministic, so a replayed
+        # save is the same write), older than any later status transition, which wins.
+        stamped = [(*p, int(p[15].timestamp() * 1_000_000)) for p in params]
+        execute_all(self._s, self._payout, stamped, "save payouts", self._concurrency)
 
     def save_message(self, params: tuple[Any, ...]) -> None:
         self._all(self._by_msg, [(params[1], params[0], params[2])], "index pacs.008")

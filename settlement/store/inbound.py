@@ -9,6 +9,7 @@ from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
+from settlement.domain.batch import payout_of_end_to_end_id
 from settlement.service.ports import PayoutRef
 from settlement.store.session import execute
 
@@ -24,11 +25,10 @@ class CassandraInboundStore:
                          "WHERE bank_bic = ? AND msg_id = ? IF outcome = 'parked'")
         self._outcome = p("UPDATE inbound_messages SET outcome = 'parked' "
                           "WHERE bank_bic = ? AND msg_id = ?")
-        self._by_e2e = p("SELECT payout_id FROM payouts_by_e2e WHERE end_to_end_id = ?")
         self._by_msg = p("SELECT batch_id FROM batches_by_msg WHERE msg_id = ?")
         self._batch_payouts = p("SELECT payout_id FROM batches WHERE batch_id = ?")
-        self._payout = p("SELECT payout_id, batch_id, merchant_id, amount_minor, currency, status "
-                         "FROM payouts WHERE payout_id = ?")
+        self._payout = p("SELECT payout_id, batch_id, merchant_id, amount_minor, currency, status, "
+                         "end_to_end_id FROM payouts WHERE payout_id = ?")
         self._payout.consistency_level = ConsistencyLevel.SERIAL  # written by LWT
         self._move = p("UPDATE payouts SET status = ?, updated_at = ? WHERE payout_id = ? "
                        "IF status = ?")
@@ -60,16 +60,16 @@ class CassandraInboundStore:
                 return "new"
         return "duplicate"
 
-    def _ref(self, payout_id: str) -> PayoutRef | None:
+    def _ref(self, payout_id: str, end_to_end_id: str | None = None) -> PayoutRef | None:
         r = self._exec(self._payout, (payout_id,), "read payout").one()
-        if r is None:
-            return None
+        if r is None or (end_to_end_id is not None and r.end_to_end_id != end_to_end_id):
+            return None  # unknown, or an answer about an attempt that is no longer current
         return PayoutRef(r.payout_id, r.batch_id, r.merchant_id, r.amount_minor, r.currency,
                          r.status)
 
     def payout_by_e2e(self, end_to_end_id: str) -> PayoutRef | None:
-        r = self._exec(self._by_e2e, (end_to_end_id,), "find payout").one()
-        return None if r is None else self._ref(r.payout_id)
+        found = payout_of_end_to_end_id(end_to_end_id)
+        return None if found is None else self._ref(found[0], end_to_end_id)
 
     def payouts_of_msg(self, msg_id: str) -> list[PayoutRef]:
         r = self._exec(self._by_msg, (msg_id,), "find batch").one()

@@ -21,7 +21,7 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from settlement.config import CassandraSettings
@@ -89,10 +89,16 @@ def execute(session: Session, stmt: Any, params: tuple[Any, ...], what: str) -> 
 def execute_all(session: Session, stmt: Any, params: Sequence[tuple[Any, ...]], what: str,
                 concurrency: int = 64) -> list[Any]:
     """The same statement for many parameter tuples, concurrently; the first error raises."""
-    if not params:
+    return execute_many(session, [(stmt, p) for p in params], what, concurrency)
+
+
+def execute_many(session: Session, pairs: Sequence[tuple[Any, tuple[Any, ...]]], what: str,
+                 concurrency: int = 64) -> list[Any]:
+    """(statement, params) pairs, concurrently in one stream; the first error raises."""
+    if not pairs:
         return []
-    results = execute_concurrent_with_args(
-        session, stmt, list(params), concurrency=concurrency, raise_on_first_error=False)
+    results = execute_concurrent(session, list(pairs), concurrency=concurrency,
+                                 raise_on_first_error=False)
     out = []
     for ok, res in results:
         if not ok:

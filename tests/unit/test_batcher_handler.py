@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -196,3 +197,16 @@ def test_bad_item_goes_to_the_items_dlq(env) -> None:
     out = make(store, clock).handle([log.rec(b"{oops")]).outputs
     assert [o.topic for o in out] == [TOPICS.items_dlq]
     assert header(out[0].headers, "dlq.reason") == "invalid_item"
+
+
+def test_end_to_end_id_carries_the_payout_and_attempt_within_max35() -> None:
+    from settlement.domain.batch import payout_id_for, payout_of_end_to_end_id, transaction_ids
+
+    pid = payout_id_for("m-1", "EUR", "20261102T1000", "p1", "window")
+    for attempt in (1, 12, 9_999_999):
+        instr, e2e, uetr = transaction_ids(pid, attempt)
+        assert len(e2e) <= 35 and len(instr) <= 35 and uuid.UUID(uetr).version == 4
+        assert payout_of_end_to_end_id(e2e) == (pid, attempt)
+    assert transaction_ids(pid, 1) != transaction_ids(pid, 2)
+    assert payout_of_end_to_end_id("SOMEONE-ELSES") is None
+    assert payout_of_end_to_end_id("E") is None

@@ -56,6 +56,9 @@ class FakeBank:
     def allows(self, bic: str) -> bool:
         return True
 
+    def close(self) -> None:
+        pass
+
     def send(self, bic: str, xml: bytes) -> BankAnswer:
         if bic in self.down:
             raise RetryableError(f"{bic} down")
