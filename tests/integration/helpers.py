@@ -16,7 +16,7 @@ from settlement.store.session import connect
 def produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes]],
                 topic: str | None = None) -> None:
     p = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
-                  "message.max.bytes": 8 * 1024 * 1024, "linger.ms": 10})
+                  "message.max.bytes": 64 * 1024 * 1024, "linger.ms": 10})
     for key, value in records:
         while True:
             try:
