@@ -86,7 +86,6 @@ def merchants_upsert(
         })
     except (ValidationError, ValueError) as exc:
         fail(f"invalid merchant account: {exc}")
-        return
     s = state(ctx).settings()
     run(lambda: _upsert(s, [acct]))
     console.print(f"upserted {acct.merchant_id}/{acct.currency} -> {acct.bank_bic} "
@@ -136,7 +135,6 @@ def merchants_import(
         good, errors = _read_accounts(path)
     except (ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(f"cannot read {path}: {exc}")
-        return
     for e in errors:
         err_console.print(f"[yellow]invalid[/yellow] {e}")
     if errors and not allow_partial:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
+from cassandra import ConsistencyLevel
+from cassandra.query import SimpleStatement
+from confluent_kafka import Producer
 from rich.table import Table
 
 from settlement import bootstrap
@@ -119,3 +123,58 @@ def payouts_show(
         table.add_row(r.payment_id, str(r.captured_at), format_minor(r.amount_minor, p.currency),
                       format_minor(r.fee_minor, p.currency), "yes" if r.late else "")
     console.print(table)
+
+
+@payouts_app.command("retry")
+def payouts_retry(
+    ctx: typer.Context,
+    payout_id: Annotated[str, typer.Argument(help="A rejected payout (see `payouts show`).")],
+) -> None:
+    """Send a rejected payout again, as a new attempt (new EndToEndId and UETR) in the next
+    batch of the merchant's current bank. Fix the merchant's account first
+    (`settlement merchants upsert`). A payout never has two live attempts: only a rejected
+    payout can be retried, and only once per rejection.
+
+    Example: settlement payouts retry PO0A1B2C...
+    """
+    s = state(ctx).settings()
+
+    def _go() -> str:
+        session = bootstrap.cassandra(s)
+        try:
+            stmt = SimpleStatement(
+                "SELECT payout_id, status, attempt, merchant_id, currency, amount_minor "
+                "FROM payouts WHERE payout_id = %s", consistency_level=ConsistencyLevel.SERIAL)
+            p = session.execute(stmt, (payout_id,)).one()
+            if p is None:
+                fail(f"no payout {payout_id}")
+            if p.status not in ("rejected", "retrying"):
+                fail(f"payout {payout_id} is {p.status}; only a rejected payout can be retried")
+            account = bootstrap.merchant_registry(s, session).lookup(p.merchant_id, p.currency)
+            if account is None:
+                fail(f"merchant {p.merchant_id} has no {p.currency} payout account; add one first")
+            attempt = (p.attempt or 1) + (1 if p.status == "rejected" else 0)
+            if p.status == "rejected":
+                # The one guard against two live attempts: a single LWT wins.
+                won = session.execute(
+                    "UPDATE payouts SET status = 'retrying', attempt = %s, updated_at = "
+                    "toTimestamp(now()) WHERE payout_id = %s IF status = 'rejected' "
+                    "AND attempt = %s", (attempt, payout_id, p.attempt or 1)).one()
+                if not won.applied:
+                    fail(f"payout {payout_id} changed meanwhile (now {won.status}); not retried")
+            # Re-running for a payout already 'retrying' re-sends the same command: the
+            # batcher places (payout, attempt) once.
+            cmd = {"payout_id": payout_id, "attempt": attempt, "merchant_id": p.merchant_id,
+                   "currency": p.currency, "bank_bic": account.bank_bic,
+                   "amount_minor": p.amount_minor}
+            producer = Producer({**s.kafka.client_config(), "enable.idempotence": True})
+            producer.produce(s.topics.items, key=f"{account.bank_bic}:{p.currency}".encode(),
+                             value=json.dumps(cmd).encode(),
+                             headers=[("kind", b"retry"), ("payout_id", payout_id.encode())])
+            if producer.flush(30):
+                fail("Kafka did not acknowledge the retry; run the command again")
+            return f"payout {payout_id}: attempt {attempt} queued for {account.bank_bic}"
+        finally:
+            session.cluster.shutdown()
+
+    console.print(run(_go))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -76,7 +76,7 @@ def run(fn: Callable[[], T]) -> T:
         return fn()
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> None:
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     err_console.print(f"[red]error:[/red] {message}")
     sys.stderr.flush()
     raise typer.Exit(code)

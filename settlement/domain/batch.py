@@ -88,6 +88,7 @@ class PayoutStatus(Enum):
     SENT = "sent"            # sealed and published to bank.outbound
     ACCEPTED = "accepted"    # pacs.002 ACSP/ACCP/ACSC
     REJECTED = "rejected"    # pacs.002 RJCT; terminal for this attempt
+    RETRYING = "retrying"    # an operator asked for a new attempt; placed in a later batch
     SETTLED = "settled"      # booked (camt.054)
     RETURNED = "returned"    # pacs.004 after settlement
 
@@ -98,7 +99,8 @@ _ALLOWED: dict[PayoutStatus, frozenset[PayoutStatus]] = {
                                   PayoutStatus.SETTLED}),
     PayoutStatus.ACCEPTED: frozenset({PayoutStatus.SETTLED, PayoutStatus.REJECTED}),
     PayoutStatus.SETTLED: frozenset({PayoutStatus.RETURNED}),
-    PayoutStatus.REJECTED: frozenset(),
+    PayoutStatus.REJECTED: frozenset({PayoutStatus.RETRYING}),
+    PayoutStatus.RETRYING: frozenset({PayoutStatus.SENT}),
     PayoutStatus.RETURNED: frozenset(),
 }
 
@@ -145,3 +147,11 @@ def payout_of_end_to_end_id(end_to_end_id: str) -> tuple[str, int] | None:
     if not end_to_end_id.startswith("E") or not sep or not body or not attempt.isdigit():
         return None
     return f"PO{body}", int(attempt)
+
+
+RETRY_ROW_PREFIX = "~attempt-"
+
+
+def retry_row_id(attempt: int) -> str:
+    """The batch row that stands for a whole payout's new attempt (not a payment)."""
+    return f"{RETRY_ROW_PREFIX}{attempt}"

@@ -30,6 +30,7 @@ from settlement.domain.batch import (
     SealedBatch,
     batch_id_for,
     payout_id_for,
+    retry_row_id,
     shard_of,
     short_id,
     transaction_ids,
@@ -83,6 +84,8 @@ class _Target:
     late: bool = False
     payout_id: str = ""
     batch_id: str = ""
+    retry_of: str | None = None  # a new attempt of this existing payout
+    attempt: int = 1
 
 
 @dataclass
@@ -152,6 +155,11 @@ class BatcherHandler:
                 pending = []
                 self._seal(rec, result)
                 continue
+            if header(rec.headers, "kind") == "retry":
+                target = self._retry_target(rec, result)
+                if target is not None:
+                    pending.append(target)
+                continue
             try:
                 item = SettlementItem.model_validate_json(rec.value or b"")
             except ValidationError as exc:
@@ -181,10 +189,31 @@ class BatcherHandler:
             targets = retry
         raise RetryableError(f"{len(targets)} payments still unplaced after {MAX_LATE_HOPS} windows")
 
+    def _retry_target(self, rec: InboundRecord, result: HandlerResult) -> _Target | None:
+        """An operator's retry of a rejected payout: one row for the whole payout, placed in
+        the window open now (the payments themselves stay where they were)."""
+        try:
+            cmd = orjson.loads(rec.value or b"{}")
+            attempt = int(cmd["attempt"])
+            item = SettlementItem(
+                payment_id=retry_row_id(attempt), event_id=f"retry-{cmd['payout_id']}",
+                merchant_id=cmd["merchant_id"], amount_minor=int(cmd["amount_minor"]),
+                fee_minor=0, currency=cmd["currency"], captured_at=self._clock(),
+                bank_bic=cmd["bank_bic"], payout_mode="payment")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            result.outputs.append(dead_letter(rec, self._topics.items_dlq, "invalid_retry_command",
+                                              repr(exc)[:500], type(exc).__name__,
+                                              self._worker_id))
+            return None
+        window = self._cal.window_of(item.bank_bic, item.captured_at)
+        log.info("batcher.retry_requested", payout_id=cmd["payout_id"], attempt=attempt)
+        return _Target(item, rec.source.partition, window, retry_of=str(cmd["payout_id"]),
+                       attempt=attempt)
+
     def _address(self, t: _Target) -> None:
         it = t.item
-        t.payout_id = payout_id_for(it.merchant_id, it.currency, t.window.window_id,
-                                    it.payment_id, it.payout_mode)
+        t.payout_id = t.retry_of or payout_id_for(it.merchant_id, it.currency, t.window.window_id,
+                                                  it.payment_id, it.payout_mode)
         shard = shard_of(t.payout_id, self._cal.shards(it.bank_bic))
         t.batch_id = batch_id_for(it.bank_bic, it.currency, t.window.window_id, shard)
 
@@ -201,7 +230,7 @@ class BatcherHandler:
             it = t.item
             rows[t.batch_id].append(BatchRow(t.payout_id, it.payment_id, it.merchant_id,
                                              it.payout_mode, it.amount_minor, it.fee_minor,
-                                             it.captured_at, t.late))
+                                             it.captured_at, t.late, t.attempt))
         if new_headers:
             self._store.create(list(new_headers.values()), owned.epoch)
             self._known.update(new_headers)
@@ -308,13 +337,15 @@ class BatcherHandler:
             by_payout[r.payout_id].append(r)
         txs: list[PayoutTx] = []
         payouts: list[tuple[object, ...]] = []
+        retried: list[tuple[object, ...]] = []
         for payout_id in sorted(by_payout):
             group = by_payout[payout_id]
             gross = sum(r.amount_minor for r in group)
             fee = sum(r.fee_minor for r in group)
             net = gross - fee
             merchant = group[0].merchant_id
-            instr, e2e, uetr = transaction_ids(payout_id)
+            attempt = max(r.attempt for r in group)
+            instr, e2e, uetr = transaction_ids(payout_id, attempt)
             account = self._merchants.lookup(merchant, head.currency)
             status = "sent" if net > 0 and account is not None else (
                 "nothing_to_pay" if net == 0 else "no_payout_account")
@@ -325,13 +356,16 @@ class BatcherHandler:
                     amount_minor=net, currency=head.currency,
                     creditor=Party(name=account.creditor_name, account_id=account.account_id,
                                    account_scheme=account.account_scheme, bic=account.bank_bic),
-                    remittance=f"Payout {payout_id} {head.window_id}: {len(group)} payment(s)",
+                    remittance=(f"Payout {payout_id} attempt {attempt}" if attempt > 1 else
+                                f"Payout {payout_id} {head.window_id}: {len(group)} payment(s)"),
                     payments=len(group)))
-            payouts.append((payout_id, head.batch_id, merchant, head.currency, head.window_id,
-                            net, gross, fee, len(group), sum(r.late for r in group), 1, e2e,
-                            instr, uetr, status, sealed_at))
+            (retried if attempt > 1 else payouts).append((
+                payout_id, head.batch_id, merchant, head.currency, head.window_id, net, gross, fee,
+                len(group), sum(r.late for r in group), attempt, e2e, instr, uetr, status,
+                sealed_at))
         t_build = time.monotonic()
         self._store.save_payouts(payouts)
+        self._store.save_retried(retried)
         t_payouts = time.monotonic()
         xml = None
         if txs:

@@ -155,6 +155,7 @@ class BatchRow:
     fee_minor: int
     captured_at: datetime
     late: bool
+    attempt: int = 1
 
 
 class AddOutcome(Enum):
@@ -197,6 +198,10 @@ class BatchStore(Protocol):
     def message(self, batch_id: str) -> bytes | None: ...
 
     def save_payouts(self, params: list[tuple[object, ...]]) -> None: ...
+
+    def save_retried(self, params: list[tuple[object, ...]]) -> None:
+        """A new attempt of an existing payout: its batch, ids and status, nothing else."""
+        ...
 
     def save_message(self, params: tuple[object, ...]) -> None: ...
 

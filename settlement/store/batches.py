@@ -44,7 +44,8 @@ class CassandraBatchStore:
                         "IF status = 'open' AND owner_epoch <= ?")
         self._row = p(
             "INSERT INTO batches (batch_id, payout_id, payment_id, merchant_id, payout_mode, "
-            "amount_minor, fee_minor, captured_at, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            "amount_minor, fee_minor, captured_at, late, attempt) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._present = p("SELECT payment_id FROM batches WHERE batch_id = ? AND payout_id = ? "
                           "AND payment_id = ?")
         self._seal = p(
@@ -52,7 +53,7 @@ class CassandraBatchStore:
             "owner_epoch = ? WHERE batch_id = ? IF status = 'open' AND owner_epoch <= ?")
         self._rows = p(
             "SELECT payout_id, payment_id, merchant_id, payout_mode, amount_minor, fee_minor, "
-            "captured_at, late FROM batches WHERE batch_id = ?")
+            "captured_at, late, attempt FROM batches WHERE batch_id = ?")
         self._rows.consistency_level = ConsistencyLevel.SERIAL  # LWT-written: read via Paxos
         self._header = p(
             "SELECT batch_id, status, bank_bic, currency, window_id, cutoff_at, settlement_date, "
@@ -71,6 +72,10 @@ class CassandraBatchStore:
             "end_to_end_id, instr_id, uetr, status, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
         self._by_msg = p("INSERT INTO batches_by_msg (msg_id, batch_id, bank_bic) VALUES (?, ?, ?)")
+        self._retried = p(
+            "UPDATE payouts USING TIMESTAMP ? SET batch_id = ?, window_id = ?, attempt = ?, "
+            "end_to_end_id = ?, instr_id = ?, uetr = ?, status = ?, updated_at = ? "
+            "WHERE payout_id = ?")
         self._index_sealed = p(
             "UPDATE batch_index SET status = ?, nb_of_txs = ?, ctrl_sum = ?, payments = ?, "
             "late_payments = ?, msg_id = ?, sealed_at = ? "
@@ -111,7 +116,7 @@ class CassandraBatchStore:
                 for r in rows[i:i + CHUNK]:
                     b.add(self._row, (batch_id, r.payout_id, r.payment_id, r.merchant_id,
                                       r.payout_mode, r.amount_minor, r.fee_minor, r.captured_at,
-                                      r.late))
+                                      r.late, r.attempt))
                 stmts.append((batch_id, b))
         futures = [(bid, self._s.execute_async(b)) for bid, b in stmts]
         out: dict[str, AddOutcome] = {}
@@ -158,7 +163,7 @@ class CassandraBatchStore:
     def rows(self, batch_id: str) -> list[BatchRow]:
         res = execute(self._s, self._rows, (batch_id,), f"read batch {batch_id}")
         return [BatchRow(r.payout_id, r.payment_id, r.merchant_id, r.payout_mode,
-                         r.amount_minor, r.fee_minor, r.captured_at, bool(r.late))
+                         r.amount_minor, r.fee_minor, r.captured_at, bool(r.late), r.attempt or 1)
                 for r in res if r.payment_id is not None]
 
     def batches_of(self, topic: str, partition: int) -> list[tuple[str, str, datetime]]:
@@ -175,6 +180,12 @@ class CassandraBatchStore:
         # save is the same write), older than any later status transition, which wins.
         stamped = [(*p, int(p[15].timestamp() * 1_000_000)) for p in params]
         execute_all(self._s, self._payout, stamped, "save payouts", self._concurrency)
+
+    def save_retried(self, params: list[tuple[Any, ...]]) -> None:
+        # Same layout as save_payouts; only the attempt's own facts change.
+        rows = [(int(p[15].timestamp() * 1_000_000), p[1], p[4], p[10], p[11], p[12], p[13],
+                 p[14], p[15], p[0]) for p in params]
+        execute_all(self._s, self._retried, rows, "save retried payouts", self._concurrency)
 
     def save_message(self, params: tuple[Any, ...]) -> None:
         self._all(self._by_msg, [(params[1], params[0], params[2])], "index pacs.008")

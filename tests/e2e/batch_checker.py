@@ -60,7 +60,8 @@ def check_batches(settings: Settings, expect_sealed: bool = True) -> Report:
             "SELECT payout_id, end_to_end_id, amount_minor, status, batch_id FROM payouts")}
     finally:
         session.cluster.shutdown()
-    pay_rows = [r for r in rows if r.payment_id is not None]
+    # '~attempt-N' rows stand for a retried payout's new attempt, not for a payment
+    pay_rows = [r for r in rows if r.payment_id is not None and not r.payment_id.startswith("~")]
     placed = Counter(r.payment_id for r in pay_rows)
     rep.figures.update(ledger=len(ledger), placed=len(placed), payouts=len(payouts))
     twice_paid = [p for p, n in placed.items() if n > 1]

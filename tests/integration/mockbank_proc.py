@@ -26,14 +26,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config(state_dir: Path, faults: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def config(state_dir: Path, faults: dict[str, dict[str, Any]] | None = None,
+           accounts: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     banks = []
     for bic, tz, eur, usd in BANKS:
         banks.append({
             "bic": bic, "name": f"Mock {bic}", "token": TOKEN, "timezone": tz,
             "processor_accounts": [{"id": eur, "currency": "EUR", "balance_minor": 10**14},
                                    {"id": usd, "currency": "USD", "balance_minor": 10**14}],
-            "accounts": [], "accept_unknown_accounts": True,
+            "accounts": (accounts or {}).get(bic, []), "accept_unknown_accounts": True,
             "faults": {"seed": 7, "reject_rate": 0.0, "return_rate": 0.0, "latency_ms": [0, 5],
                        **(faults or {}).get(bic, {})},
         })
@@ -41,10 +42,11 @@ def config(state_dir: Path, faults: dict[str, dict[str, Any]] | None = None) -> 
 
 
 @contextmanager
-def mock_bank(tmp: Path, faults: dict[str, dict[str, Any]] | None = None) -> Iterator[str]:
+def mock_bank(tmp: Path, faults: dict[str, dict[str, Any]] | None = None,
+              accounts: dict[str, list[dict[str, Any]]] | None = None) -> Iterator[str]:
     port = free_port()
     cfg = tmp / "banks.yaml"
-    cfg.write_text(json.dumps(config(tmp / "state", faults)))  # JSON is YAML
+    cfg.write_text(json.dumps(config(tmp / "state", faults, accounts)))  # JSON is YAML
     log = (tmp / "mockbank.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "settlement.bank.mockbank", "--config",
                              str(cfg), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)

@@ -85,6 +85,10 @@ class FakeBatchStore:
         for p in params:
             self.payouts.setdefault(p[0], p)
 
+    def save_retried(self, params: list[tuple[Any, ...]]) -> None:
+        for p in params:
+            self.payouts[p[0]] = p
+
     def save_message(self, params: tuple[Any, ...]) -> None:
         self.messages[params[0]] = params[7]
 
