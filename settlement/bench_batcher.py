@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cassandra.cluster import Session
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -58,43 +60,61 @@ def _env(prefix: str, grace_s: float) -> dict[str, str]:
     }
 
 
-def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> BatcherResult:
-    prefix, grace = f"benchb-{tag}", 1.0
-    env = _env(prefix, grace)
-    s = load_settings(
+def namespace_settings(base: Settings, env: dict[str, str], prefix: str) -> Settings:
+    """`base` with the benchmark's own keyspace, topics and consumer groups."""
+    return load_settings(
         cassandra={**base.cassandra.model_dump(), "keyspace": env["SETTLEMENT_CASSANDRA__KEYSPACE"]},
         topics={**base.topics.model_dump(), **{k.split("__")[1].lower(): v for k, v in env.items()
                                                 if k.startswith("SETTLEMENT_TOPICS__")}},
         kafka=base.kafka.model_dump(), worker={"group_prefix": prefix})
+
+
+def next_cutoff(at_least_s: float) -> datetime:
+    """The next minute cutoff at least `at_least_s` away."""
+    now = datetime.now(UTC)
+    cutoff = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return cutoff + timedelta(minutes=1) if (cutoff - now).total_seconds() < at_least_s else cutoff
+
+
+def produce_items(s: Settings, items: Iterable[SettlementItem]) -> None:
+    producer = Producer({**s.kafka.client_config(), "enable.idempotence": True, "linger.ms": 20})
+    for item in items:
+        while True:
+            try:
+                producer.produce(s.topics.items, key=item.partition_key.encode(),
+                                 value=item.model_dump_json().encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+
+
+def drop_namespace(s: Settings, session: Session) -> None:
+    session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=120)
+    admin = AdminClient(s.kafka.client_config())  # keep it alive until the futures resolve
+    for f in admin.delete_topics([t.name for t in topic_specs(s.topics)]).values():
+        f.result(30)
+
+
+def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> BatcherResult:
+    prefix, grace = f"benchb-{tag}", 1.0
+    env = _env(prefix, grace)
+    s = namespace_settings(base, env, prefix)
     ensure_topics(s.kafka, s.topics)
     session = connect(s.cassandra)
     try:
         migrate(session, s.cassandra)
-        # The window must close after the placement finished: wait for a fresh minute.
-        now = datetime.now(UTC)
-        cutoff = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        if (cutoff - now).total_seconds() < 45:
-            cutoff += timedelta(minutes=1)
+        cutoff = next_cutoff(45)  # the window must close after the placement finished
         accounts = [MerchantAccount(
             merchant_id=f"bm-{i:05d}", currency="EUR", creditor_name=f"Bench Merchant {i}",
             account_id="DE89370400440532013000", bank_bic=BIC, payout_mode="payment")
             for i in range(payouts)]
         CassandraMerchantRegistry(session).upsert(accounts)
-        producer = Producer({**s.kafka.client_config(), "enable.idempotence": True,
-                             "linger.ms": 20})
-        for i in range(payouts):
-            item = SettlementItem(
-                payment_id=f"bp-{tag}-{i:06d}", event_id=f"be-{i}", merchant_id=f"bm-{i:05d}",
-                amount_minor=1000 + i, fee_minor=30, currency="EUR",
-                captured_at=cutoff - timedelta(seconds=30), bank_bic=BIC, payout_mode="payment")
-            while True:
-                try:
-                    producer.produce(s.topics.items, key=item.partition_key.encode(),
-                                     value=item.model_dump_json().encode())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.flush(60)
+        produce_items(s, (SettlementItem(
+            payment_id=f"bp-{tag}-{i:06d}", event_id=f"be-{i}", merchant_id=f"bm-{i:05d}",
+            amount_minor=1000 + i, fee_minor=30, currency="EUR",
+            captured_at=cutoff - timedelta(seconds=30), bank_bic=BIC, payout_mode="payment")
+            for i in range(payouts)))
         fleet = Fleet.of("batcher", 1, env=child_env(env), log_dir=log_dir, prefix=f"{prefix}-")
         fleet.start()
         try:
@@ -114,11 +134,8 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> 
         return BatcherResult(payouts, round(placement, 2), round(payouts / placement, 1),
                              round(lag, 3), summary.nb_of_txs, len(xml))
     finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=120)
+        drop_namespace(s, session)
         session.cluster.shutdown()
-        admin = AdminClient(s.kafka.client_config())  # keep it alive until the futures resolve
-        for f in admin.delete_topics([t.name for t in topic_specs(s.topics)]).values():
-            f.result(30)
 
 
 def _wait_message(s: Settings, timeout_s: float) -> tuple[bytes, datetime]:

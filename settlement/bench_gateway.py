@@ -22,14 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from settlement.bench_batcher import _env as batcher_env
-from settlement.config import Settings, load_settings
+from settlement.bench_batcher import drop_namespace, namespace_settings, next_cutoff, produce_items
+from settlement.config import Settings
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
-from settlement.kafka.admin import ensure_topics, topic_specs
+from settlement.kafka.admin import ensure_topics
 from settlement.kafka.reader import read_all
 from settlement.runtime.local import Fleet, child_env
 from settlement.store.merchants import CassandraMerchantRegistry
@@ -87,42 +86,23 @@ def run_gateway_bench(base: Settings, shards: int, txs_per_batch: int, log_dir: 
         proc, url = _mock_bank(Path(tmp))
         env |= {"SETTLEMENT_GATEWAY__DEFAULT_ENDPOINT": url,
                 "SETTLEMENT_GATEWAY__DEFAULT_TOKEN": TOKEN}
-        s = load_settings(
-            cassandra={**base.cassandra.model_dump(),
-                       "keyspace": env["SETTLEMENT_CASSANDRA__KEYSPACE"]},
-            topics={**base.topics.model_dump(), **{k.split("__")[1].lower(): v for k, v in
-                                                    env.items() if k.startswith("SETTLEMENT_TOPICS__")}},
-            kafka=base.kafka.model_dump(), worker={"group_prefix": prefix})
+        s = namespace_settings(base, env, prefix)
         ensure_topics(s.kafka, s.topics)
         session = connect(s.cassandra)
         fleet = Fleet([])
         try:
             migrate(session, s.cassandra)
-            now = datetime.now(UTC)
-            cutoff = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            if (cutoff - now).total_seconds() < 30:
-                cutoff += timedelta(minutes=1)
+            cutoff = next_cutoff(30)
             n = shards * txs_per_batch * len(BANKS)
             CassandraMerchantRegistry(session).upsert(MerchantAccount(
                 merchant_id=f"gm-{i:06d}", currency="EUR", creditor_name=f"Merchant {i}",
                 account_id="DE89370400440532013000", bank_bic=BANKS[i % len(BANKS)],
                 payout_mode="payment") for i in range(n))
-            producer = Producer({**s.kafka.client_config(), "enable.idempotence": True,
-                                 "linger.ms": 20})
-            for i in range(n):
-                item = SettlementItem(
-                    payment_id=f"gp-{tag}-{i:06d}", event_id=f"ge-{i}", merchant_id=f"gm-{i:06d}",
-                    amount_minor=1000 + i, fee_minor=30, currency="EUR",
-                    captured_at=cutoff - timedelta(seconds=20), bank_bic=BANKS[i % len(BANKS)],
-                    payout_mode="payment")
-                while True:
-                    try:
-                        producer.produce(s.topics.items, key=item.partition_key.encode(),
-                                         value=item.model_dump_json().encode())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.flush(60)
+            produce_items(s, (SettlementItem(
+                payment_id=f"gp-{tag}-{i:06d}", event_id=f"ge-{i}", merchant_id=f"gm-{i:06d}",
+                amount_minor=1000 + i, fee_minor=30, currency="EUR",
+                captured_at=cutoff - timedelta(seconds=20), bank_bic=BANKS[i % len(BANKS)],
+                payout_mode="payment") for i in range(n)))
             for role in ("batcher", "gateway", "inbound"):
                 fleet.workers += Fleet.of(role, 1, env=child_env(env), log_dir=log_dir,
                                           prefix=f"{prefix}-").workers
@@ -154,11 +134,8 @@ def run_gateway_bench(base: Settings, shards: int, txs_per_batch: int, log_dir: 
             done_at = max(applied[p] for p in by_batch[batch_id])
             latencies.append(done_at - out_at)
             first_out, last_applied = min(first_out, out_at), max(last_applied, done_at)
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=120)
+        drop_namespace(s, session)
         session.cluster.shutdown()
-        admin = AdminClient(s.kafka.client_config())
-        for f in admin.delete_topics([t.name for t in topic_specs(s.topics)]).values():
-            f.result(30)
     latencies.sort()
     burst = max(last_applied - first_out, 1e-3)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

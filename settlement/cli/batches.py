@@ -160,7 +160,10 @@ def payouts_retry(
                     "UPDATE payouts SET status = 'retrying', attempt = %s, updated_at = "
                     "toTimestamp(now()) WHERE payout_id = %s IF status = 'rejected' "
                     "AND attempt = %s", (attempt, payout_id, p.attempt or 1)).one()
-                if not won.applied:
+                # Lost the race to another operator's retry of the same attempt: that is the
+                # same request, so carry on and (re)send it; anything else is a real change.
+                if not won.applied and not (won.status == "retrying"
+                                            and (won.attempt or 1) == attempt):
                     fail(f"payout {payout_id} changed meanwhile (now {won.status}); not retried")
             # Re-running for a payout already 'retrying' re-sends the same command: the
             # batcher places (payout, attempt) once.
