@@ -84,7 +84,7 @@ OPTS=(
 [ -n "${CASSANDRA_JMX_PORT:-}" ] && OPTS+=(-Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT" \
                                           -Dcom.sun.management.jmxremote.authenticate=false)
 
-LD_PRELOAD="${JEMALLOC:-${LD_PRELOAD:-}}" MALLOC_ARENA_MAX=4 nohup "$JAVA" "${OPTS[@]}" \
+LD_PRELOAD="${JEMALLOC:-${LD_PRELOAD:-}}" MALLOC_ARENA_MAX=4 nohup setsid "$JAVA" "${OPTS[@]}" \
     -cp "$C/conf:$CASSANDRA_LIB/*" org.apache.cassandra.service.CassandraDaemon \
     >"$C/logs/stdout.log" 2>&1 </dev/null &
 echo $! >"$PIDF"

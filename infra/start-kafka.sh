@@ -45,7 +45,7 @@ print(s)')"
 fi
 
 # Same JVM flags as bin/kafka-server-start.sh + kafka-run-class.sh (minus JMX and GC-log files).
-nohup "$JAVA" -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+nohup setsid "$JAVA" -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 \
     "${COMMON[@]}" kafka.Kafka "$K/conf/server.properties" \
     >"$K/logs/stdout.log" 2>&1 </dev/null &

@@ -54,7 +54,8 @@ def demo(
     checked against what was sent.
 
     The demo's batchers use a calendar with a cutoff every minute (UTC, every day a
-    business day), so the sample payments' windows have closed when the demo ends.
+    business day) and the payments are captured in the window open now, so the demo
+    ends a little after the next minute's cutoff (about 30 to 90 seconds).
 
     Example: settlement demo --payments 20000 --workers 2
     """
@@ -74,8 +75,13 @@ def demo(
     ccys = ["EUR", "USD"]
     prefix = f"demo{run_id}-"
     accounts = loadgen.merchants(100, 3, ccys, seed, id_prefix=prefix)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start, span = now - timedelta(minutes=5), timedelta(minutes=4)
+    # Capture the payments in the window that is open now, so they are all placed before
+    # its cutoff passes and the batchers seal it (if it closes too soon, use the next one).
+    now = datetime.now(UTC)
+    boundary = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = now - timedelta(seconds=5) if (boundary - now).total_seconds() >= 25 else (
+        boundary + timedelta(seconds=1))
+    span = timedelta(seconds=5)
     manifest = list(loadgen.generate(payments, merchants_n=100, currencies=ccys, seed=seed,
                                      invalid_ratio=invalid_ratio, duplicate_ratio=0.005,
                                      id_prefix=prefix, start=start, span=span))
