@@ -18,8 +18,9 @@ from lxml import etree
 from pydantic import ValidationError
 
 from settlement.domain.money import UnknownCurrencyError, exponent, format_minor, parse_decimal
+from settlement.iso20022 import xsd
 from settlement.iso20022.errors import MessageBuildError, MessageRefusedError
-from settlement.iso20022.xml import Element, local_name, message_type
+from settlement.iso20022.xml import Element, local_name, message_type, parse_secure
 
 T = TypeVar("T")
 
@@ -225,3 +226,16 @@ def parse_account_id(acct: Element) -> str:
     if value is None:
         raise MessageRefusedError("missing_element", "Acct/Id/IBAN or Acct/Id/Othr/Id is missing")
     return value
+
+
+def open_message(data: bytes, family: str, body_name: str, *,
+                 validate_schema: bool) -> tuple[Element, str, datetime]:
+    """The shared start of every parser: hardened parse, message family check, optional
+    XSD validation, then (message body, GrpHdr/MsgId, GrpHdr/CreDtTm)."""
+    root = parse_secure(data)
+    msg_type = check_family(root, family)
+    if validate_schema:
+        xsd.validate(root, msg_type)
+    msg = body(root, body_name)
+    msg_id = required(msg, "GrpHdr/MsgId")
+    return msg, msg_id, parse_datetime(required(msg, "GrpHdr/CreDtTm"), "GrpHdr/CreDtTm")

@@ -21,7 +21,7 @@ from settlement.domain.bank_messages import Entry, Notification
 from settlement.iso20022 import _common as c
 from settlement.iso20022 import xsd
 from settlement.iso20022.errors import MessageBuildError, MessageRefusedError
-from settlement.iso20022.xml import Element, iso_namespace, parse_secure
+from settlement.iso20022.xml import Element, iso_namespace
 
 MESSAGE = "camt.054.001.08"
 NS = iso_namespace(MESSAGE)
@@ -153,13 +153,8 @@ def parse_camt054_all(data: bytes, *, validate_schema: bool = False) -> list[Not
 
     Acct/Ccy is optional in the XSD; without it the first entry's currency is used.
     """
-    root = parse_secure(data)
-    msg_type = c.check_family(root, FAMILY)
-    if validate_schema:
-        xsd.validate(root, msg_type)
-    msg = c.body(root, "BkToCstmrDbtCdtNtfctn")
-    msg_id = c.required(msg, "GrpHdr/MsgId")
-    created_at = c.parse_datetime(c.required(msg, "GrpHdr/CreDtTm"), "GrpHdr/CreDtTm")
+    msg, msg_id, created_at = c.open_message(data, FAMILY, "BkToCstmrDbtCdtNtfctn",
+                                             validate_schema=validate_schema)
     notifications = c.findall(msg, "Ntfctn")
     if not notifications:
         raise MessageRefusedError("missing_element", "BkToCstmrDbtCdtNtfctn/Ntfctn is missing")

@@ -14,7 +14,7 @@ from settlement.domain.bank_messages import StatusReport, TxStatus, TxStatusRepo
 from settlement.iso20022 import _common as c
 from settlement.iso20022 import xsd
 from settlement.iso20022.errors import MessageRefusedError
-from settlement.iso20022.xml import Element, iso_namespace, parse_secure
+from settlement.iso20022.xml import Element, iso_namespace
 
 MESSAGE = "pacs.002.001.10"
 NS = iso_namespace(MESSAGE)
@@ -104,11 +104,8 @@ def parse_pacs002(data: bytes, *, validate_schema: bool = False) -> StatusReport
     which were rejected); a status outside TxStatus (e.g. RCVD) is refused with
     "unsupported_status"; a transaction without TxSts takes the group status.
     """
-    root = parse_secure(data)
-    msg_type = c.check_family(root, FAMILY)
-    if validate_schema:
-        xsd.validate(root, msg_type)
-    msg = c.body(root, "FIToFIPmtStsRpt")
+    msg, msg_id, created_at = c.open_message(data, FAMILY, "FIToFIPmtStsRpt",
+                                             validate_schema=validate_schema)
     grp = c.find(msg, "OrgnlGrpInfAndSts")
     if grp is None:
         grp = c.find(msg, "TxInfAndSts/OrgnlGrpInf")
@@ -119,8 +116,8 @@ def parse_pacs002(data: bytes, *, validate_schema: bool = False) -> StatusReport
     group_info = c.find(grp, "StsRsnInf")
     return c.build(
         StatusReport, FAMILY,
-        msg_id=c.required(msg, "GrpHdr/MsgId"),
-        created_at=c.parse_datetime(c.required(msg, "GrpHdr/CreDtTm"), "GrpHdr/CreDtTm"),
+        msg_id=msg_id,
+        created_at=created_at,
         orgnl_msg_id=c.required(grp, "OrgnlMsgId"),
         orgnl_msg_type=c.required(grp, "OrgnlMsgNmId"),
         group_status=group_status,

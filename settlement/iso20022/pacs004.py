@@ -17,7 +17,7 @@ from settlement.domain.bank_messages import PaymentReturn
 from settlement.iso20022 import _common as c
 from settlement.iso20022 import xsd
 from settlement.iso20022.errors import MessageBuildError, MessageRefusedError
-from settlement.iso20022.xml import Element, iso_namespace, parse_secure
+from settlement.iso20022.xml import Element, iso_namespace
 
 MESSAGE = "pacs.004.001.10"
 NS = iso_namespace(MESSAGE)
@@ -90,13 +90,7 @@ def parse_pacs004_all(data: bytes, *, validate_schema: bool = False) -> list[Pay
     TxInf has none. A document without TxInf is refused ("missing_element"), as is a
     zero or sub-minor amount ("bad_amount").
     """
-    root = parse_secure(data)
-    msg_type = c.check_family(root, FAMILY)
-    if validate_schema:
-        xsd.validate(root, msg_type)
-    msg = c.body(root, "PmtRtr")
-    msg_id = c.required(msg, "GrpHdr/MsgId")
-    created_at = c.parse_datetime(c.required(msg, "GrpHdr/CreDtTm"), "GrpHdr/CreDtTm")
+    msg, msg_id, created_at = c.open_message(data, FAMILY, "PmtRtr", validate_schema=validate_schema)
     txs = c.findall(msg, "TxInf")
     if not txs:
         raise MessageRefusedError("missing_element", "PmtRtr/TxInf is missing")
