@@ -24,6 +24,7 @@ from settlement.store.deliveries import CassandraDeliveryStore
 from settlement.store.inbound import CassandraInboundStore
 from settlement.store.ledger import CassandraLedgerStore
 from settlement.store.merchants import CassandraMerchantRegistry
+from settlement.store.recon import CassandraReconStore
 from settlement.store.session import connect
 
 ROLES = ("ledger", "batcher", "gateway", "inbound")
@@ -53,6 +54,10 @@ def _render(batch: SealedBatch, debtor: Party, charge_bearer: str, method: str) 
 
 def cassandra(settings: Settings) -> Session:
     return connect(settings.cassandra, keyspace=settings.cassandra.keyspace)
+
+
+def recon_store(settings: Settings, session: Session) -> CassandraReconStore:
+    return CassandraReconStore(session, settings.cassandra.concurrency)
 
 
 def merchant_registry(settings: Settings, session: Session) -> CassandraMerchantRegistry:

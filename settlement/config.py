@@ -220,6 +220,23 @@ class GatewaySettings(BaseModel):
         default=1.0, gt=0, description="How often each bank's outbox is polled.")
 
 
+class ReconSettings(BaseModel):
+    """`settlement reconcile`: how exact a match must be, and how far to look."""
+
+    model_config = _FROZEN
+    amount_tolerance_minor: int = Field(
+        default=0, ge=0, description="A booking may differ by this many minor units and still "
+        "match (default: exactly).")
+    value_date_tolerance_days: int = Field(
+        default=0, ge=0, description="A booking this many days off its settlement date still "
+        "matches cleanly; beyond it, it is a value_date_mismatch (timing) break.")
+    window_days: int = Field(
+        default=3, ge=0, le=31, description="How many days either side to look for a booking "
+        "made on another day before calling it missing or unexpected.")
+    max_statement_bytes: int = Field(
+        default=4 << 30, ge=1 << 20, description="Largest statement file accepted (streamed).")
+
+
 class LogSettings(BaseModel):
     model_config = _FROZEN
 
@@ -243,6 +260,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     batcher: BatcherSettings = Field(default_factory=BatcherSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    recon: ReconSettings = Field(default_factory=ReconSettings)
 
     @classmethod
     def settings_customise_sources(

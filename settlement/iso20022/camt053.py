@@ -15,10 +15,10 @@ entries already yielded must be treated as provisional until the iterator ends.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from lxml import etree
 
@@ -35,6 +35,7 @@ from settlement.iso20022.xml import (
     parse_secure,
 )
 
+E = TypeVar("E")
 MESSAGE = "camt.053.001.08"
 NS = iso_namespace(MESSAGE)
 FAMILY = "camt.053"
@@ -223,8 +224,11 @@ def _check_root(root: Element) -> None:
     c.check_family(root, FAMILY)
 
 
-def iter_camt053(source: BinaryIO | bytes, *, max_bytes: int) -> Iterator[StatementHeader | Entry]:
-    """Stream a camt.053.001.02-.10: per Stmt, its StatementHeader, then its Entry objects.
+def iter_camt053(
+    source: BinaryIO | bytes, *, max_bytes: int, entry: Callable[[Element], E] = parse_entry,  # type: ignore[assignment]
+) -> Iterator[StatementHeader | E]:
+    """Stream a camt.053.001.02-.10: per Stmt, its StatementHeader, then its entries, each
+    read by `entry` (default `parse_entry` -> Entry; `parse_entry_line` -> BookedLine).
 
     Refuses ("oversized", "dtd_forbidden", "malformed", "wrong_message", "missing_element",
     "bad_amount", ...) as the parser gets there; see the module docstring.
@@ -242,9 +246,9 @@ def iter_camt053(source: BinaryIO | bytes, *, max_bytes: int) -> Iterator[Statem
             at = c.required(el, "CreDtTm")
             group = (c.required(el, "MsgId"), c.parse_datetime(at, "GrpHdr/CreDtTm"))
         elif name == "Ntry" and parent is not None and local_name(parent) == "Stmt":
-            entry = parse_entry(el)
+            read = entry(el)
             _drop_read(el)
-            yield entry
+            yield read
         elif name == "Stmt":
             if not header_sent:
                 yield _header(el, group)

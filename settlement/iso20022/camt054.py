@@ -15,13 +15,15 @@ Sts is written as Sts/Cd (V07+); Sts as plain text (V02-V06) is read as well.
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from datetime import date, datetime
 
 from settlement.domain.bank_messages import Entry, Notification
+from settlement.domain.reconciliation import BookedLine
 from settlement.iso20022 import _common as c
 from settlement.iso20022 import xsd
 from settlement.iso20022.errors import MessageBuildError, MessageRefusedError
-from settlement.iso20022.xml import Element, iso_namespace
+from settlement.iso20022.xml import Element, iso_namespace, local_name
 
 MESSAGE = "camt.054.001.08"
 NS = iso_namespace(MESSAGE)
@@ -164,3 +166,113 @@ def parse_camt054_all(data: bytes, *, validate_schema: bool = False) -> list[Not
 def parse_camt054(data: bytes, *, validate_schema: bool = False) -> Notification:
     """The first Ntfctn of a camt.054 (see `parse_camt054_all`)."""
     return parse_camt054_all(data, validate_schema=validate_schema)[0]
+
+
+_LOCAL: dict[object, str] = {}
+
+
+def _name(el: Element) -> str:
+    """Local name, memoised per tag (a statement repeats two dozen tags a million times)."""
+    tag = el.tag
+    found = _LOCAL.get(tag)
+    if found is None:
+        found = local_name(el) or ""
+        if len(_LOCAL) < 1024:
+            _LOCAL[tag] = found
+    return found
+
+
+def _child_text(el: Element, *names: str) -> str | None:
+    """Stripped text of the first child named one of `names` (in that preference), or None."""
+    found: dict[str, str] = {}
+    for child in el:
+        name = _name(child)
+        if name in names and name not in found and child.text and child.text.strip():
+            found[name] = child.text.strip()
+    return next((found[n] for n in names if n in found), None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(text: str, where: str) -> date:
+    """A Dt's date, or a DtTm's (dates repeat a lot in a statement: cached)."""
+    if "T" in text:
+        return c.parse_datetime(text, where).date()
+    return c.parse_date(text, where)
+
+
+def _choice_date(el: Element, where: str) -> date | None:
+    for child in el:
+        name = _name(child)
+        if name in ("Dt", "DtTm") and child.text and child.text.strip():
+            return _day(child.text.strip(), f"{where}/{name}")
+    return None
+
+
+def _is_return_code(bk_tx_cd: Element) -> bool:
+    for domain in bk_tx_cd:
+        if _name(domain) == "Domn":
+            for family in domain:
+                if _name(family) == "Fmly":
+                    return _child_text(family, "SubFmlyCd") == RETURN_SUB_FAMILY
+    return False
+
+
+def parse_entry_line(el: Element) -> BookedLine:
+    """One Ntry as a slim BookedLine: what `parse_entry` reads, ~5x faster (one walk).
+
+    Same version tolerance and refusals as `parse_entry` (a property test holds them equal),
+    for reconciliation's million-entry statements.
+    """
+    amount: tuple[int, str] | None = None
+    cdt_dbt = status = acct_ref = msg_id = None
+    booking = value = None
+    e2e: list[str] = []
+    uetrs: list[str] = []
+    refs_msg: str | None = None
+    is_return = False
+    for child in el:
+        name = _name(child)
+        if name == "Amt":
+            amount = c.parse_amount(child, "Ntry/Amt")
+        elif name == "CdtDbtInd":
+            cdt_dbt = (child.text or "").strip()
+        elif name == "Sts":
+            status = _child_text(child, "Cd", "Prtry") or (child.text or "").strip() or None
+        elif name == "BookgDt":
+            booking = _choice_date(child, "BookgDt")
+        elif name == "ValDt":
+            value = _choice_date(child, "ValDt")
+        elif name == "AcctSvcrRef":
+            acct_ref = (child.text or "").strip() or None
+        elif name == "BkTxCd":
+            is_return = is_return or _is_return_code(child)
+        elif name == "NtryDtls":
+            for part in child:
+                part_name = _name(part)
+                if part_name == "Btch" and msg_id is None:
+                    msg_id = _child_text(part, "MsgId")
+                elif part_name == "TxDtls":
+                    for item in part:
+                        item_name = _name(item)
+                        if item_name == "Refs":
+                            refs = {_name(r): (r.text or "").strip() for r in item}
+                            if refs.get("EndToEndId"):
+                                e2e.append(refs["EndToEndId"])
+                            if refs.get("UETR"):
+                                uetrs.append(refs["UETR"])
+                            if refs_msg is None and refs.get("MsgId"):
+                                refs_msg = refs["MsgId"]
+                        elif item_name == "RtrInf" and c.parse_reason(item) is not None:
+                            is_return = True
+    if amount is None:
+        raise MessageRefusedError("missing_element", "Ntry/Amt is missing")
+    if cdt_dbt not in ("CRDT", "DBIT"):
+        raise MessageRefusedError("bad_value", f"Ntry/CdtDbtInd is not CRDT or DBIT: {cdt_dbt!r}")
+    if status not in ("BOOK", "PDNG", "INFO"):
+        raise MessageRefusedError("bad_value", f"Ntry/Sts is not BOOK, PDNG or INFO: {status!r}")
+    booked = booking if booking is not None else value
+    valued = value if value is not None else booking
+    if booked is None or valued is None:
+        raise MessageRefusedError("missing_element", "Ntry has neither BookgDt nor ValDt")
+    return BookedLine(acct_ref, amount[0], amount[1], cdt_dbt, status, booked, valued,
+                      tuple(e2e), tuple(uetrs), msg_id or refs_msg, is_return)

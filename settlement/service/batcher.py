@@ -38,6 +38,7 @@ from settlement.domain.batch import (
 from settlement.domain.calendar import PayoutWindow
 from settlement.domain.errors import RetryableError
 from settlement.domain.payment import SettlementItem
+from settlement.domain.reconciliation import ExpectedBooking, ExpectedKind
 from settlement.service.deadletter import dead_letter, header
 from settlement.service.ports import (
     AddOutcome,
@@ -338,6 +339,8 @@ class BatcherHandler:
         txs: list[PayoutTx] = []
         payouts: list[tuple[object, ...]] = []
         retried: list[tuple[object, ...]] = []
+        merchants: dict[str, str] = {}
+        fees: dict[str, tuple[int, int]] = {}
         for payout_id in sorted(by_payout):
             group = by_payout[payout_id]
             gross = sum(r.amount_minor for r in group)
@@ -345,6 +348,7 @@ class BatcherHandler:
             net = gross - fee
             merchant = group[0].merchant_id
             attempt = max(r.attempt for r in group)
+            merchants[payout_id], fees[payout_id] = merchant, (gross, fee)
             instr, e2e, uetr = transaction_ids(payout_id, attempt)
             account = self._merchants.lookup(merchant, head.currency)
             status = "sent" if net > 0 and account is not None else (
@@ -375,6 +379,10 @@ class BatcherHandler:
             p = self._processor
             debtor = Party(name=p.name, account_id=p.iban, bic=p.bic)
             xml = self._render(batch, debtor, p.charge_bearer, p.settlement_method)
+            self._store.save_expected(head.batch_id, [ExpectedBooking(
+                ExpectedKind.PAYOUT, head.bank_bic, head.settlement_date, head.currency,
+                t.end_to_end_id, t.amount_minor, msg_id, merchants[t.payout_id],
+                *fees[t.payout_id]) for t in txs])
             self._store.save_message((head.batch_id, msg_id, head.bank_bic, head.currency,
                                       head.settlement_date, len(txs),
                                       sum(t.amount_minor for t in txs), xml, sealed_at))

@@ -22,6 +22,7 @@ from settlement.domain.bank_messages import Notification as BookingNotification
 from settlement.domain.bank_messages import PaymentReturn, Statement, StatusReport
 from settlement.domain.batch import PayoutStatus, transition
 from settlement.domain.errors import InvalidTransitionError
+from settlement.domain.reconciliation import ExpectedBooking, ExpectedKind
 from settlement.iso20022.camt053 import parse_camt053
 from settlement.iso20022.camt054 import parse_camt054
 from settlement.iso20022.errors import MessageRefusedError
@@ -148,7 +149,12 @@ class InboundHandler:
             self._park(bank, ret.msg_id, "pacs.004", "unknown_payout",
                        f"OrgnlEndToEndId {ret.orgnl_end_to_end_id} matches no payout", body, src)
             return
-        self._apply(bank, po, PayoutStatus.RETURNED, ret.msg_id, src, ret.reason, body, result)
+        if self._apply(bank, po, PayoutStatus.RETURNED, ret.msg_id, src, ret.reason, body, result):
+            # reconciliation expects the money back on the return's settlement date
+            self._store.save_expected_return(ExpectedBooking(
+                ExpectedKind.RETURN, bank, ret.settlement_date, ret.currency,
+                ret.orgnl_end_to_end_id, ret.returned_minor, ret.msg_id, po.merchant_id,
+                ref=ret.return_id))
 
     def _booking(self, bank: str, ntf: BookingNotification, body: bytes, src: str,
                  result: HandlerResult) -> None:
@@ -176,21 +182,22 @@ class InboundHandler:
     # -- state machine -----------------------------------------------------
 
     def _apply(self, bank: str, po: PayoutRef, target: PayoutStatus, cause: str, src: str,
-               reason: str | None, body: bytes, result: HandlerResult) -> None:
+               reason: str | None, body: bytes, result: HandlerResult) -> bool:
+        """Move `po` to `target` (True), or park the message (False): never both, never lost."""
         try:
             transition(PayoutStatus(po.status), target)
         except InvalidTransitionError as exc:
             if po.status != target.value:
                 self._park(bank, cause, target.value, "invalid_transition",
                            f"payout {po.payout_id}: {exc}", body, src)
-                return
+                return False
         outcome = self._store.transition(po, target.value, cause, src, reason)
         if outcome not in ("applied", "replay"):
             if outcome != target.value:
                 self._park(bank, cause, target.value, "invalid_transition",
                            f"payout {po.payout_id} is {outcome}, cannot become {target.value}",
                            body, src)
-            return
+            return False
         self.stats.applied += 1
         event_type = f"payout.{target.value}"
         event = {"type": event_type, "payout_id": po.payout_id,
@@ -202,6 +209,7 @@ class InboundHandler:
             headers=[("type", event_type.encode())]))
         log.info("payout.transition", payout_id=po.payout_id, status=target.value, reason=reason,
                  bank=bank, bank_msg_id=cause)
+        return True
 
     def _park(self, bank: str, msg_id: str, kind: str, reason: str, detail: str, body: bytes,
               src: str) -> None:

@@ -6,7 +6,7 @@ in-memory fakes and the Kafka loop stays generic over any handler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
@@ -14,6 +14,7 @@ from typing import Protocol
 
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import PaymentSucceeded, SettlementItem
+from settlement.domain.reconciliation import ExpectedBooking, ReconResult, RunRecord
 
 Headers = list[tuple[str, bytes]]
 
@@ -203,6 +204,10 @@ class BatchStore(Protocol):
         """A new attempt of an existing payout: its batch, ids and status, nothing else."""
         ...
 
+    def save_expected(self, batch_id: str, rows: Sequence[ExpectedBooking]) -> None:
+        """What reconciliation expects the bank to book for this batch (before save_message)."""
+        ...
+
     def save_message(self, params: tuple[object, ...]) -> None: ...
 
     def mark_index(self, params: tuple[object, ...]) -> None: ...
@@ -293,5 +298,31 @@ class InboundStore(Protocol):
     def park(self, bank_bic: str, msg_id: str, msg_type: str, reason: str, detail: str,
              body: bytes, src: str) -> None: ...
 
+    def save_expected_return(self, row: ExpectedBooking) -> None:
+        """A return applied: reconciliation expects its credit on the statement."""
+        ...
+
     def save_statement(self, bank_bic: str, account_id: str, to_date: date, statement_id: str,
                        msg_id: str, seq_nb: int | None, body: bytes) -> None: ...
+
+
+class ReconStore(Protocol):
+    """Reconciliation's inputs (expected bookings, stored statements, payout statuses) and
+    its report tables."""
+
+    def banks(self, day: date) -> list[str]: ...
+
+    def expected(self, bank: str, day: date) -> Iterator[ExpectedBooking]: ...
+
+    def statements_of(self, day: date) -> list[tuple[str, str, str]]:
+        """(bank, account, statement_id) of the statements received with to_date `day`."""
+        ...
+
+    def statement_body(self, bank: str, account: str, day: date, statement_id: str) -> bytes: ...
+
+    def previous_statement(self, bank: str, account: str, before: date) -> bytes | None: ...
+
+    def payout_statuses(self, end_to_end_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def save_run(self, run: RunRecord, result: ReconResult,
+                 matched: dict[str, list[tuple[int, bytes]]]) -> None: ...

@@ -18,7 +18,9 @@ from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
 from settlement.domain.errors import RetryableError
+from settlement.domain.reconciliation import ExpectedBooking
 from settlement.service.ports import AddOutcome, BatchHeader, BatchRow, SealState
+from settlement.store.expected import CassandraExpectedStore
 from settlement.store.session import execute, execute_all, wrap_error
 
 CHUNK = 100  # rows per conditional batch: well under batch_size_fail_threshold (50 KiB)
@@ -28,6 +30,7 @@ class CassandraBatchStore:
     def __init__(self, session: Session, concurrency: int = 128) -> None:
         self._s = session
         self._concurrency = concurrency
+        self._expected = CassandraExpectedStore(session, concurrency)
         p = session.prepare
         self._claim_new = p("INSERT INTO batcher_owners (items_topic, items_partition, epoch, owner) "
                             "VALUES (?, ?, 1, ?) IF NOT EXISTS")
@@ -186,6 +189,9 @@ class CassandraBatchStore:
         rows = [(int(p[15].timestamp() * 1_000_000), p[1], p[4], p[10], p[11], p[12], p[13],
                  p[14], p[15], p[0]) for p in params]
         execute_all(self._s, self._retried, rows, "save retried payouts", self._concurrency)
+
+    def save_expected(self, batch_id: str, rows: Sequence[ExpectedBooking]) -> None:
+        self._expected.save_payouts(batch_id, rows)
 
     def save_message(self, params: tuple[Any, ...]) -> None:
         self._all(self._by_msg, [(params[1], params[0], params[2])], "index pacs.008")

@@ -10,14 +10,20 @@ from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
 from settlement.domain.batch import payout_of_end_to_end_id
+from settlement.domain.reconciliation import ExpectedBooking
 from settlement.service.ports import PayoutRef
+from settlement.store.expected import CassandraExpectedStore
 from settlement.store.session import execute
 
 
 class CassandraInboundStore:
     def __init__(self, session: Session) -> None:
         self._s = session
+        self._expected = CassandraExpectedStore(session)
         p = session.prepare
+        self._statement_day = p("INSERT INTO statements_by_day (to_date, bank_bic, account_id, "
+                                "statement_id) VALUES (?, ?, ?, ?)")
+        self._recon_day = p("INSERT INTO recon_days (settlement_date, bank_bic) VALUES (?, ?)")
         self._register = p(
             "INSERT INTO inbound_messages (bank_bic, msg_id, msg_type, src, received_at) "
             "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS")
@@ -111,7 +117,13 @@ class CassandraInboundStore:
         if msg_id != "?":
             self._exec(self._outcome, (bank_bic, msg_id), "mark message parked")
 
+    def save_expected_return(self, row: ExpectedBooking) -> None:
+        self._expected.save_return(row)
+
     def save_statement(self, bank_bic: str, account_id: str, to_date: date, statement_id: str,
                        msg_id: str, seq_nb: int | None, body: bytes) -> None:
         self._exec(self._statement, (bank_bic, account_id, to_date, statement_id, msg_id, seq_nb,
                                      body, datetime.now(UTC)), "store statement")
+        self._exec(self._statement_day, (to_date, bank_bic, account_id, statement_id),
+                   "index statement by day")
+        self._exec(self._recon_day, (to_date, bank_bic), "index reconciliation day")

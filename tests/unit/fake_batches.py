@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from settlement.domain.reconciliation import ExpectedBooking
 from settlement.service.ports import AddOutcome, BatchHeader, BatchRow, SealState
 
 
@@ -27,6 +28,7 @@ class FakeBatchStore:
         self.batches: dict[str, _Batch] = {}
         self.messages: dict[str, bytes] = {}
         self.payouts: dict[str, tuple[Any, ...]] = {}
+        self.expected: dict[str, list[ExpectedBooking]] = {}
 
     def claim(self, topic: str, partition: int, owner: str) -> int:
         self.epochs[partition] = self.epochs.get(partition, 0) + 1
@@ -88,6 +90,9 @@ class FakeBatchStore:
     def save_retried(self, params: list[tuple[Any, ...]]) -> None:
         for p in params:
             self.payouts[p[0]] = p
+
+    def save_expected(self, batch_id: str, rows: Sequence[ExpectedBooking]) -> None:
+        self.expected[batch_id] = list(rows)
 
     def save_message(self, params: tuple[Any, ...]) -> None:
         self.messages[params[0]] = params[7]

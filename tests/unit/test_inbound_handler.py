@@ -36,6 +36,7 @@ class FakeInbound:
         self.causes: dict[tuple[str, str], str] = {}
         self.parked: list[tuple[str, str]] = []
         self.statements: list[str] = []
+        self.expected_returns: list[object] = []
 
     def add(self, payout_id: str, e2e: str, msg_id: str, status: str = "sent") -> None:
         self.payouts[payout_id] = PayoutRef(payout_id, "B1", "m-1", 970, "EUR", status)
@@ -69,6 +70,9 @@ class FakeInbound:
     def park(self, bank: str, msg_id: str, kind: str, reason: str, detail: str, body: bytes,
              src: str) -> None:
         self.parked.append((reason, detail))
+
+    def save_expected_return(self, row: object) -> None:
+        self.expected_returns.append(row)
 
     def save_statement(self, *args: object) -> None:
         self.statements.append(str(args[3]))
@@ -168,6 +172,9 @@ def test_booking_settles_and_a_later_return_returns(env) -> None:
         returned_minor=970, currency="EUR", settlement_date=date(2026, 11, 4), reason="MD07"))
     [event] = events(h.handle([feed(ret)]))
     assert (event["type"], event["reason"]) == ("payout.returned", "MD07")
+    [expected] = store.expected_returns  # reconciliation now expects the credit
+    assert (expected.kind, expected.end_to_end_id, expected.amount_minor, expected.ref,
+            expected.settlement_date) == ("return", "E1", 970, "RT1", date(2026, 11, 4))
 
 
 @pytest.mark.parametrize("body", [

@@ -37,7 +37,7 @@ from settlement.iso20022.xml import Element, findall_local, parse_secure, text_l
 log = structlog.get_logger(__name__)
 Emitted = dict[str, Any]  # {"cursor", "type", "msg_id"}
 STATEMENT_FAULTS = frozenset({"missing_entry", "altered_amount", "duplicated_entry", "unexpected_entry",
-                              "next_day_booking"})
+                              "next_day_booking", "skip_statement"})
 
 
 class BankError(ValueError):

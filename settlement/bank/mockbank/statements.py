@@ -11,7 +11,9 @@ closing = opening + credits - debits of the entries really booked. Faults then a
   missing_entry     an entry is left out of the list (closing still counts it)
   altered_amount    an entry's amount is shown + delta_minor (default 1)
   duplicated_entry  an entry is listed twice (same AcctSvcrRef)
-The last three break opening + entries == closing, as a buggy bank file would.
+  skip_statement    the statement is made (sequence number, balances, entries stated) but
+                    never sent: the next one shows a gap in ElctrncSeqNb and dates
+The missing, altered and duplicated entries break opening + entries == closing, as a buggy bank file would.
 A fault targets the entry with `end_to_end_id`, else the first entry; a fault needing an
 entry waits for the next statement that has one.
 """
@@ -61,11 +63,12 @@ def close_day(bank: Bank, day: date, at: datetime) -> list[dict[str, Any]]:
     """The statements of local business day `day` (none on Saturday and Sunday)."""
     if day.weekday() >= 5:
         return []
-    return [_statement(bank, account.id, account.currency, day, at)
+    made = [_statement(bank, account.id, account.currency, day, at)
             for account in bank.config.processor_accounts]
+    return [m for m in made if m is not None]
 
 
-def _statement(bank: Bank, account: str, currency: str, day: date, at: datetime) -> dict[str, Any]:
+def _statement(bank: Bank, account: str, currency: str, day: date, at: datetime) -> dict[str, Any] | None:
     store = bank.store
     rows = store.unstated_entries(account, day.isoformat())
     applied: list[tuple[Row, Row | None]] = []  # (fault, its target entry)
@@ -92,7 +95,8 @@ def _statement(bank: Bank, account: str, currency: str, day: date, at: datetime)
     closing = opening + sum(_signed(r) for r in rows)
     shown = [_entry(r) for r in rows]
     for fault, target in applied:
-        if target is None or fault["fault"] in ("next_day_booking", "unexpected_entry"):
+        if target is None or fault["fault"] in ("next_day_booking", "unexpected_entry",
+                                                 "skip_statement"):
             continue
         index = next(i for i, e in enumerate(shown) if e.acct_svcr_ref == target["acct_svcr_ref"])
         if fault["fault"] == "missing_entry":
@@ -110,7 +114,8 @@ def _statement(bank: Bank, account: str, currency: str, day: date, at: datetime)
         msg_id=bank.new_msg_id("STM"), created_at=at, statement_id=statement_id, electronic_seq_nb=seq,
         account_id=account, account_currency=currency, servicer_bic=bank.bic, from_date=from_date,
         to_date=day, opening_minor=opening, closing_minor=closing, entries=tuple(shown))
-    emitted = bank.emit(statement, at)[0]
+    skipped = any(fault["fault"] == "skip_statement" for fault, _ in applied)
+    emitted = None if skipped else bank.emit(statement, at)[0]
     store.mark_stated([int(r["id"]) for r in rows], statement_id)
     store.save_statement_state(account, seq, closing, day.isoformat())
     for fault, _ in applied:

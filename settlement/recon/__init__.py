@@ -1,0 +1,1 @@
+"""Reconciliation: statements against what we sent (matching in `engine`, a run in `run`)."""
