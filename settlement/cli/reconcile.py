@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import resource
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -71,9 +72,11 @@ def _run_dict(r: RunRecord) -> dict[str, Any]:
             "duration_ms": r.duration_ms, "code_version": r.code_version}
 
 
-def _print(record: RunRecord, fmt: str, max_breaks: int, dry_run: bool = False) -> None:
+def _print(record: RunRecord, fmt: str, max_breaks: int, dry_run: bool = False,
+           resources: dict[str, float] | None = None) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps({"run": _run_dict(record), "dry_run": dry_run,
+                                     "resources": resources or {},
                                      "breaks": [_break_dict(b) for b in record.breaks]},
                                     indent=2) + "\n")
         return
@@ -192,13 +195,18 @@ def reconcile(
                     if done % (1 << 20) < 65536 or done == total:
                         progress.update(task, completed=done, total=total or None)
 
-                return Reconciliation(bootstrap.recon_store(settings, session), request,
-                                      advance).run().record
+                recon = Reconciliation(bootstrap.recon_store(settings, session), request, advance)
+                outcome = recon.run()
+                parsers.extend(recon.parser_rss_kb)
+                return outcome.record
         finally:
             session.cluster.shutdown()
 
+    parsers: list[int] = []
     record = run(_go)  # a refused statement (ReconInputError) exits 2, nothing stored
-    _print(record, fmt, max_breaks, dry_run)
+    resources = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                 "parser_peak_rss_mb": round(max(parsers, default=0) / 1024, 1)}
+    _print(record, fmt, max_breaks, dry_run, resources)
     raise typer.Exit(EXIT_BREAKS if record.breaks else EXIT_CLEAN)
 
 

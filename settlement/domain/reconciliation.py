@@ -49,6 +49,26 @@ class ExpectedBooking:
     ref: str = ""  # the return id, for a return
 
 
+@dataclass(frozen=True, slots=True)
+class ExpectedChunk:
+    """Expected bookings sharing kind, bank, date, currency and MsgId, as stored: items are
+    [EndToEndId, amount_minor, merchant_id, gross_minor, fee_minor]."""
+
+    kind: ExpectedKind
+    bank_bic: str
+    settlement_date: date
+    currency: str
+    msg_id: str
+    ref: str  # the return id, for a return
+    items: list[list[object]]
+
+    def bookings(self) -> list[ExpectedBooking]:
+        return [ExpectedBooking(self.kind, self.bank_bic, self.settlement_date, self.currency,
+                                str(e2e), int(str(amount)), self.msg_id, str(merchant),
+                                int(str(gross)), int(str(fee)), self.ref)
+                for e2e, amount, merchant, gross, fee in self.items]
+
+
 class BookedLine(NamedTuple):
     """One statement entry, slim (a million of these stream through a reconciliation)."""
 

@@ -15,7 +15,6 @@ Sts is written as Sts/Cd (V07+); Sts as plain text (V02-V06) is read as well.
 
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime
 
 from settlement.domain.bank_messages import Entry, Notification
@@ -169,6 +168,7 @@ def parse_camt054(data: bytes, *, validate_schema: bool = False) -> Notification
 
 
 _LOCAL: dict[object, str] = {}
+_DAYS: dict[str, date] = {}
 
 
 def _name(el: Element) -> str:
@@ -182,39 +182,76 @@ def _name(el: Element) -> str:
     return found
 
 
-def _child_text(el: Element, *names: str) -> str | None:
-    """Stripped text of the first child named one of `names` (in that preference), or None."""
-    found: dict[str, str] = {}
-    for child in el:
-        name = _name(child)
-        if name in names and name not in found and child.text and child.text.strip():
-            found[name] = child.text.strip()
-    return next((found[n] for n in names if n in found), None)
-
-
-@functools.lru_cache(maxsize=4096)
-def _day(text: str, where: str) -> date:
-    """A Dt's date, or a DtTm's (dates repeat a lot in a statement: cached)."""
-    if "T" in text:
-        return c.parse_datetime(text, where).date()
-    return c.parse_date(text, where)
-
-
-def _choice_date(el: Element, where: str) -> date | None:
-    for child in el:
-        name = _name(child)
-        if name in ("Dt", "DtTm") and child.text and child.text.strip():
-            return _day(child.text.strip(), f"{where}/{name}")
+def _day(el: Element, where: str) -> date | None:
+    """A DateAndDateTime2Choice (Dt, or DtTm's date); dates repeat a lot, so memoised."""
+    for sub in el:
+        name = _LOCAL.get(sub.tag) or _name(sub)
+        if name != "Dt" and name != "DtTm":
+            continue
+        text = (sub.text or "").strip()
+        if not text:
+            continue
+        found = _DAYS.get(text)
+        if found is None:
+            found = (c.parse_datetime(text, f"{where}/DtTm").date() if "T" in text
+                     else c.parse_date(text, f"{where}/Dt"))
+            if len(_DAYS) < 4096:
+                _DAYS[text] = found
+        return found
     return None
+
+
+def _code(el: Element, first: str, second: str) -> str | None:
+    """Stripped text of child `first`, else of child `second`, else None."""
+    other = None
+    for sub in el:
+        name = _LOCAL.get(sub.tag) or _name(sub)
+        if name in (first, second):
+            text = (sub.text or "").strip()
+            if text:
+                if name == first:
+                    return text
+                other = other or text
+    return other
 
 
 def _is_return_code(bk_tx_cd: Element) -> bool:
     for domain in bk_tx_cd:
-        if _name(domain) == "Domn":
+        if (_LOCAL.get(domain.tag) or _name(domain)) == "Domn":
             for family in domain:
-                if _name(family) == "Fmly":
-                    return _child_text(family, "SubFmlyCd") == RETURN_SUB_FAMILY
+                if (_LOCAL.get(family.tag) or _name(family)) == "Fmly":
+                    return _code(family, "SubFmlyCd", "SubFmlyCd") == RETURN_SUB_FAMILY
     return False
+
+
+def _read_details(el: Element, e2e: list[str], uetrs: list[str]) -> tuple[str | None, str | None, bool]:
+    """NtryDtls: (Btch/MsgId, the first Refs/MsgId, a RtrInf with a reason seen)."""
+    names = _LOCAL
+    batch_msg = refs_msg = None
+    is_return = False
+    for part in el:
+        part_name = names.get(part.tag) or _name(part)
+        if part_name == "Btch" and batch_msg is None:
+            batch_msg = _code(part, "MsgId", "MsgId")
+        elif part_name == "TxDtls":
+            for item in part:
+                item_name = names.get(item.tag) or _name(item)
+                if item_name == "Refs":
+                    for r in item:
+                        ref_name = names.get(r.tag) or _name(r)
+                        if ref_name == "EndToEndId" or ref_name == "UETR" or ref_name == "MsgId":
+                            text = (r.text or "").strip()
+                            if not text:
+                                continue
+                            if ref_name == "EndToEndId":
+                                e2e.append(text)
+                            elif ref_name == "UETR":
+                                uetrs.append(text)
+                            elif refs_msg is None:
+                                refs_msg = text
+                elif item_name == "RtrInf" and c.parse_reason(item) is not None:
+                    is_return = True
+    return batch_msg, refs_msg, is_return
 
 
 def parse_entry_line(el: Element) -> BookedLine:
@@ -223,47 +260,32 @@ def parse_entry_line(el: Element) -> BookedLine:
     Same version tolerance and refusals as `parse_entry` (a property test holds them equal),
     for reconciliation's million-entry statements.
     """
+    names = _LOCAL
     amount: tuple[int, str] | None = None
-    cdt_dbt = status = acct_ref = msg_id = None
+    cdt_dbt = status = acct_ref = batch_msg = refs_msg = None
     booking = value = None
     e2e: list[str] = []
     uetrs: list[str] = []
-    refs_msg: str | None = None
     is_return = False
     for child in el:
-        name = _name(child)
+        name = names.get(child.tag) or _name(child)
         if name == "Amt":
             amount = c.parse_amount(child, "Ntry/Amt")
         elif name == "CdtDbtInd":
             cdt_dbt = (child.text or "").strip()
         elif name == "Sts":
-            status = _child_text(child, "Cd", "Prtry") or (child.text or "").strip() or None
+            status = _code(child, "Cd", "Prtry") or (child.text or "").strip() or None
         elif name == "BookgDt":
-            booking = _choice_date(child, "BookgDt")
+            booking = _day(child, "BookgDt")
         elif name == "ValDt":
-            value = _choice_date(child, "ValDt")
+            value = _day(child, "ValDt")
         elif name == "AcctSvcrRef":
             acct_ref = (child.text or "").strip() or None
         elif name == "BkTxCd":
             is_return = is_return or _is_return_code(child)
         elif name == "NtryDtls":
-            for part in child:
-                part_name = _name(part)
-                if part_name == "Btch" and msg_id is None:
-                    msg_id = _child_text(part, "MsgId")
-                elif part_name == "TxDtls":
-                    for item in part:
-                        item_name = _name(item)
-                        if item_name == "Refs":
-                            refs = {_name(r): (r.text or "").strip() for r in item}
-                            if refs.get("EndToEndId"):
-                                e2e.append(refs["EndToEndId"])
-                            if refs.get("UETR"):
-                                uetrs.append(refs["UETR"])
-                            if refs_msg is None and refs.get("MsgId"):
-                                refs_msg = refs["MsgId"]
-                        elif item_name == "RtrInf" and c.parse_reason(item) is not None:
-                            is_return = True
+            batch_msg, refs_msg, returned = _read_details(child, e2e, uetrs)
+            is_return = is_return or returned
     if amount is None:
         raise MessageRefusedError("missing_element", "Ntry/Amt is missing")
     if cdt_dbt not in ("CRDT", "DBIT"):
@@ -275,4 +297,4 @@ def parse_entry_line(el: Element) -> BookedLine:
     if booked is None or valued is None:
         raise MessageRefusedError("missing_element", "Ntry has neither BookgDt nor ValDt")
     return BookedLine(acct_ref, amount[0], amount[1], cdt_dbt, status, booked, valued,
-                      tuple(e2e), tuple(uetrs), msg_id or refs_msg, is_return)
+                      tuple(e2e), tuple(uetrs), batch_msg or refs_msg, is_return)

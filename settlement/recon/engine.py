@@ -32,6 +32,7 @@ from settlement.domain.reconciliation import (
     BreakType,
     CurrencyTotals,
     ExpectedBooking,
+    ExpectedChunk,
     ExpectedKind,
     MerchantDay,
     ReconResult,
@@ -48,12 +49,12 @@ class _Interned:
 
     def __init__(self) -> None:
         self.values: list[object] = []
-        self._codes: dict[object, int] = {}
+        self.codes: dict[object, int] = {}
 
     def code(self, value: object) -> int:
-        found = self._codes.get(value)
+        found = self.codes.get(value)
         if found is None:
-            found = self._codes[value] = len(self.values)
+            found = self.codes[value] = len(self.values)
             self.values.append(value)
         return found
 
@@ -131,6 +132,40 @@ class Reconciler:
         totals.expected_count += 1
         totals.expected_minor += b.amount_minor
 
+    def expect_chunk(self, chunk: ExpectedChunk) -> None:
+        """`expect` for a stored chunk of bookings (the fast path: shared fields coded once)."""
+        t = self._t[_RETURN if chunk.kind is ExpectedKind.RETURN else _PAYOUT]
+        code = self._v.code
+        bank, ccy, day, msg = (code(chunk.bank_bic), code(chunk.currency),
+                               code(chunk.settlement_date), code(chunk.msg_id))
+        index, e2es, amounts = t.index, t.e2e, t.amount
+        total = 0
+        for e2e, amount, merchant, gross, fee in chunk.items:
+            if not isinstance(e2e, str) or type(amount) is not int or type(gross) is not int \
+                    or type(fee) is not int:
+                raise ValueError(f"malformed expected booking {e2e!r} in {chunk.msg_id}")
+            if e2e in index:
+                raise ValueError(f"expected {chunk.kind.value} {e2e} twice")
+            row = len(e2es)
+            index[e2e] = row
+            e2es.append(e2e)
+            amounts.append(amount)
+            t.gross.append(gross)
+            t.fee.append(fee)
+            t.bank.append(bank)
+            t.currency.append(ccy)
+            t.day.append(day)
+            t.msg.append(msg)
+            t.merchant.append(code(merchant))
+            t.hits.append(0)
+            t.booked.append(0)
+            if chunk.ref:
+                t.refs[row] = chunk.ref
+            total += amount
+        totals = self._totals(chunk.bank_bic, chunk.currency)
+        totals.expected_count += len(chunk.items)
+        totals.expected_minor += total
+
     def _totals(self, bank: str, currency: str) -> CurrencyTotals:
         key = (bank, currency)
         found = self.result.totals.get(key)
@@ -149,6 +184,19 @@ class Reconciler:
         totals.booked_count += 1
         totals.booked_minor += line.signed_minor
         kind = _RETURN if (line.is_return or line.credit_debit == "CRDT") else _PAYOUT
+        if len(line.end_to_end_ids) == 1:  # the common case, inlined: one reference, exact
+            t = self._t[kind]
+            row = t.index.get(line.end_to_end_ids[0])
+            codes = self._v.codes
+            if (row is not None and t.hits[row] == 0
+                    and codes.get(line.currency) == t.currency[row]
+                    and abs(line.amount_minor - t.amount[row]) <= self.tol.amount_minor
+                    and (codes.get(line.value_date) == t.day[row]
+                         or self._days_off(t.day[row], line.value_date) <= self.tol.value_date_days)):
+                t.hits[row] = 1
+                t.booked[row] = line.amount_minor
+                self._matched(kind, row, line)
+                return
         rows = self._resolve(kind, line)
         if not rows:
             self._unmatched.append((info, line, "no reference of ours" if not (
@@ -249,8 +297,7 @@ class Reconciler:
         totals.matched_minor += t.amount[row]
         text = (f"{'return' if kind == _RETURN else 'payout'}|{t.e2e[row]}|"
                 f"{line.acct_svcr_ref or ''}|{line.amount_minor}|{line.currency}")
-        self._digest.update(text.encode())
-        self._digest.update(b"\n")
+        self._digest.update(f"{text}\n".encode())
         if self._on_match is not None:
             self._on_match(str(self._v.values[t.bank[row]]), text)
 

@@ -31,6 +31,7 @@ from settlement.iso20022.camt053 import StatementHeader, iter_camt053
 from settlement.iso20022.camt054 import parse_entry_line
 from settlement.iso20022.errors import MessageRefusedError
 from settlement.recon.engine import Reconciler
+from settlement.recon.parse import PARALLEL_FROM_BYTES, parse_in_child
 from settlement.service.ports import ReconStore
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,7 @@ class _Source:
     size: int
     open: Callable[[], BinaryIO]
     bank: str | None = None  # known for stored statements
+    path: Path | None = None  # a file: large ones are parsed by a second process
 
 
 class _Counting:
@@ -125,6 +127,7 @@ class Reconciliation:
         self._rec = Reconciler(request.day, request.tolerance, self._matched.add)
         self._read = 0
         self._total = 0
+        self.parser_rss_kb: list[int] = []  # peak RSS of the parser processes, if any
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -136,7 +139,7 @@ class Reconciliation:
                     size = path.stat().st_size
                 except OSError as exc:
                     raise ReconInputError(f"{path}: cannot read: {exc.strerror}") from exc
-                out.append(_Source(str(path), size, lambda p=path: p.open("rb")))  # type: ignore[misc]
+                out.append(_Source(str(path), size, lambda p=path: p.open("rb"), path=path))  # type: ignore[misc]
             return out
         sources = []
         for day in days:
@@ -153,13 +156,24 @@ class Reconciliation:
             return False
         return not (account is not None and self._req.accounts and account not in self._req.accounts)
 
-    def _stream(self, source: _Source) -> Generator[StatementHeader | BookedLine, None, None]:
+    def _stream(self, source: _Source, *, parallel: bool = True,
+                ) -> Generator[StatementHeader | BookedLine, None, None]:
         def advance(n: int) -> None:
             self._read += n
             if self._progress is not None:
                 self._progress(self._read, self._total)
 
+        seen = [0]
+
+        def advance_to(done: int) -> None:
+            advance(done - seen[0])
+            seen[0] = done
+
         try:
+            if parallel and source.path is not None and source.size >= PARALLEL_FROM_BYTES:
+                yield from parse_in_child(source.path, self._req.max_statement_bytes, advance_to,
+                                          self.parser_rss_kb)
+                return
             with source.open() as raw:
                 yield from iter_camt053(_Counting(raw, advance), max_bytes=self._req.max_statement_bytes,  # type: ignore[arg-type]
                                         entry=parse_entry_line)
@@ -172,7 +186,7 @@ class Reconciliation:
         """The first statement header of each source (read, then the stream is dropped)."""
         heads = []
         for source in sources:
-            stream = self._stream(source)
+            stream = self._stream(source, parallel=False)
             try:
                 first = next(stream, None)
             finally:
@@ -210,10 +224,10 @@ class Reconciliation:
         # 1. what we expect on the day
         expected = 0
         for bank in sorted(banks):
-            for booking in self._store.expected(bank, req.day):
-                if currencies is None or (bank[:8], booking.currency) in currencies:
-                    rec.expect(booking)
-                    expected += 1
+            for chunk in self._store.expected(bank, req.day):
+                if currencies is None or (bank[:8], chunk.currency) in currencies:
+                    rec.expect_chunk(chunk)
+                    expected += len(chunk.items)
         log.info("recon.expected_loaded", day=req.day.isoformat(), banks=sorted(banks),
                  bookings=expected)
         # 2. the day's statements, entry by entry; neighbours' are only remembered
@@ -237,9 +251,10 @@ class Reconciliation:
                 if day == req.day:
                     continue
                 for bank in sorted(banks):
-                    for booking in self._store.expected(bank, day):
-                        if booking.end_to_end_id in theirs:
-                            rec.explain_expected(booking)
+                    for chunk in self._store.expected(bank, day):
+                        for booking in chunk.bookings():
+                            if booking.end_to_end_id in theirs:
+                                rec.explain_expected(booking)
         # 4. what is left are breaks
         result = rec.finish(self._store.payout_statuses)
         finished = datetime.now(UTC)
@@ -306,7 +321,7 @@ class Reconciliation:
         if body is None:
             return None
         source = _Source("cassandra (previous statement)", len(body), _opener(body), info.bank_bic)
-        stream = self._stream(source)
+        stream = self._stream(source, parallel=False)
         try:
             first = next(stream, None)
         finally:

@@ -14,7 +14,12 @@ from typing import Protocol
 
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import PaymentSucceeded, SettlementItem
-from settlement.domain.reconciliation import ExpectedBooking, ReconResult, RunRecord
+from settlement.domain.reconciliation import (
+    ExpectedBooking,
+    ExpectedChunk,
+    ReconResult,
+    RunRecord,
+)
 
 Headers = list[tuple[str, bytes]]
 
@@ -312,7 +317,7 @@ class ReconStore(Protocol):
 
     def banks(self, day: date) -> list[str]: ...
 
-    def expected(self, bank: str, day: date) -> Iterator[ExpectedBooking]: ...
+    def expected(self, bank: str, day: date) -> Iterator[ExpectedChunk]: ...
 
     def statements_of(self, day: date) -> list[tuple[str, str, str]]:
         """(bank, account, statement_id) of the statements received with to_date `day`."""

@@ -13,7 +13,7 @@ from datetime import date
 import orjson
 from cassandra.cluster import Session
 
-from settlement.domain.reconciliation import ExpectedBooking, ExpectedKind
+from settlement.domain.reconciliation import ExpectedBooking, ExpectedChunk, ExpectedKind
 from settlement.store.session import execute, execute_all
 
 CHUNK = 1000
@@ -66,11 +66,9 @@ class CassandraExpectedStore:
     def banks(self, day: date) -> list[str]:
         return sorted(r.bank_bic for r in execute(self._s, self._banks, (day,), "list banks of day"))
 
-    def day(self, bank_bic: str, day: date) -> Iterator[ExpectedBooking]:
-        """Every expected booking of one bank and settlement date (streamed, chunk by chunk)."""
+    def day(self, bank_bic: str, day: date) -> Iterator[ExpectedChunk]:
+        """Every expected booking of one bank and settlement date, chunk by chunk."""
         for row in execute(self._s, self._read, (bank_bic, day), "read expected bookings"):
             kind = ExpectedKind(row.kind)
-            ref = row.ref if kind is ExpectedKind.RETURN else ""
-            for e2e, amount, merchant, gross, fee in orjson.loads(row.body):
-                yield ExpectedBooking(kind, bank_bic, day, row.currency, e2e, amount, row.msg_id,
-                                      merchant, gross, fee, ref)
+            yield ExpectedChunk(kind, bank_bic, day, row.currency, row.msg_id,
+                                row.ref if kind is ExpectedKind.RETURN else "", orjson.loads(row.body))

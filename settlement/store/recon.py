@@ -20,7 +20,7 @@ from settlement.domain.batch import payout_of_end_to_end_id
 from settlement.domain.reconciliation import (
     Break,
     BreakType,
-    ExpectedBooking,
+    ExpectedChunk,
     ReconResult,
     RunRecord,
     unpack_lines,
@@ -84,7 +84,7 @@ class CassandraReconStore:
     def banks(self, day: date) -> list[str]:
         return self._expected.banks(day)
 
-    def expected(self, bank: str, day: date) -> Iterator[ExpectedBooking]:
+    def expected(self, bank: str, day: date) -> Iterator[ExpectedChunk]:
         return self._expected.day(bank, day)
 
     def statements_of(self, day: date) -> list[tuple[str, str, str]]:
