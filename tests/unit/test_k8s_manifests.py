@@ -132,8 +132,10 @@ def workers(overlay: str) -> dict[str, Doc]:
 
 
 def worker_container(sts: Doc) -> Doc:
-    (container,) = sts["spec"]["template"]["spec"]["containers"]
-    return dict(container)
+    pod: Doc = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert isinstance(container, dict)
+    return container
 
 
 # -- schemas ---------------------------------------------------------------------
@@ -184,7 +186,8 @@ def test_secrets_come_from_one_secret_and_no_real_value_is_shipped(overlay: str)
         for c in containers(pod):
             refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
             assert len(refs) == 1 and refs[0].startswith("settlement-secrets"), where
-            assert not [e for e in c.get("env", []) if "value" in e and "SECRET" in e["name"]]
+            literal = [e["name"] for e in c.get("env", []) if e["name"].startswith("SETTLEMENT_")]
+            assert not [n for n in literal if is_secret(setting_field(n))], f"{where}: {literal}"
     values = secret_values(docs)
     for key in values:
         assert is_secret(setting_field(key)), f"{key} is not a secret setting"
