@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra-up infra-down infra-status demo test test-unit lint bench clean
+.PHONY: help venv tools infra-up infra-down infra-status demo test test-unit lint bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv with the package and dev tools
+
+tools:  ## build kustomize into .tools/bin (idempotent; Go from the machine)
+	bash infra/tools.sh
 
 infra-up:  ## start Kafka (KRaft) + Cassandra from Maven Central jars (idempotent)
 	bash infra/up.sh
@@ -39,14 +42,14 @@ lint: venv  ## ruff, mypy --strict, the layer contract, and the committed JSON S
 	$(BIN)/lint-imports
 	$(BIN)/settlement schema check
 
-test-unit: venv  ## unit tests only (no network)
+test-unit: venv tools  ## unit tests only (no network)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: venv lint infra-up  ## lint + unit + integration + e2e fault injection, on the real stack
+test: venv lint tools infra-up  ## lint + unit + integration + e2e fault injection, on the real stack
 	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: venv infra-up  ## ledger throughput: exactly-once vs at-least-once, 1 and 2 workers
 	$(BIN)/settlement bench ledger $(BENCH_ARGS)
 
-clean:  ## remove the venv and caches (not the fetched jars in .infra/)
+clean:  ## remove the venv and caches (not the fetched jars in .infra/ nor .tools/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
