@@ -66,8 +66,6 @@ class _Table:
     index: dict[str, int] = field(default_factory=dict)  # EndToEndId -> row
     e2e: list[str] = field(default_factory=list)
     amount: array[int] = field(default_factory=lambda: array("q"))
-    gross: array[int] = field(default_factory=lambda: array("q"))
-    fee: array[int] = field(default_factory=lambda: array("q"))
     bank: array[int] = field(default_factory=lambda: array("i"))
     currency: array[int] = field(default_factory=lambda: array("i"))
     day: array[int] = field(default_factory=lambda: array("i"))
@@ -105,32 +103,27 @@ class Reconciler:
         self._unmatched: list[tuple[StatementInfo, BookedLine, str]] = []  # (.., why)
         self._breaks: list[Break] = []
         self._late: dict[tuple[int, int], tuple[StatementInfo, BookedLine]] = {}
+        self._merch: dict[tuple[int, int, int], list[int]] = {}  # payouts, gross, fees
         self.result = ReconResult()
 
     # -- expected side -----------------------------------------------------------------
 
     def expect(self, b: ExpectedBooking) -> None:
-        t = self._t[_RETURN if b.kind is ExpectedKind.RETURN else _PAYOUT]
-        if b.end_to_end_id in t.index:
-            raise ValueError(f"expected {b.kind.value} {b.end_to_end_id} twice")
-        row = len(t)
-        t.index[b.end_to_end_id] = row
-        t.e2e.append(b.end_to_end_id)
-        t.amount.append(b.amount_minor)
-        t.gross.append(b.gross_minor)
-        t.fee.append(b.fee_minor)
-        t.bank.append(self._v.code(b.bank_bic))
-        t.currency.append(self._v.code(b.currency))
-        t.day.append(self._v.code(b.settlement_date))
-        t.msg.append(self._v.code(b.msg_id))
-        t.merchant.append(self._v.code(b.merchant_id))
-        t.hits.append(0)
-        t.booked.append(0)
-        if b.ref:
-            t.refs[row] = b.ref
-        totals = self._totals(b.bank_bic, b.currency)
-        totals.expected_count += 1
-        totals.expected_minor += b.amount_minor
+        self.expect_chunk(ExpectedChunk(b.kind, b.bank_bic, b.settlement_date, b.currency,
+                                        b.msg_id, b.ref, [[b.end_to_end_id, b.amount_minor,
+                                                           b.merchant_id, b.gross_minor,
+                                                           b.fee_minor]]))
+
+    def _gross_fee(self, bank: int, merchant: int, currency: int, gross: int, fee: int) -> None:
+        """Payouts, gross and fees per merchant line, summed as bookings are loaded."""
+        key = (bank, merchant, currency)
+        found = self._merch.get(key)
+        if found is None:
+            self._merch[key] = [1, gross, fee]
+        else:
+            found[0] += 1
+            found[1] += gross
+            found[2] += fee
 
     def expect_chunk(self, chunk: ExpectedChunk) -> None:
         """`expect` for a stored chunk of bookings (the fast path: shared fields coded once)."""
@@ -150,13 +143,14 @@ class Reconciler:
             index[e2e] = row
             e2es.append(e2e)
             amounts.append(amount)
-            t.gross.append(gross)
-            t.fee.append(fee)
             t.bank.append(bank)
             t.currency.append(ccy)
             t.day.append(day)
             t.msg.append(msg)
-            t.merchant.append(code(merchant))
+            merchant_code = code(merchant)
+            t.merchant.append(merchant_code)
+            if chunk.kind is ExpectedKind.PAYOUT:
+                self._gross_fee(bank, merchant_code, ccy, gross, fee)
             t.hits.append(0)
             t.booked.append(0)
             if chunk.ref:
@@ -486,21 +480,25 @@ class Reconciler:
 
     def _merchant_report(self) -> None:
         merchants = self.result.merchants
+        v = self._v.values
+
+        def line(bank: int, merchant: int, currency: int) -> MerchantDay:
+            key = (str(v[bank]), str(v[merchant]), str(v[currency]))
+            found = merchants.get(key)
+            if found is None:
+                found = merchants[key] = MerchantDay()
+            return found
+
+        for (bank, merchant, currency), (payouts, gross, fee) in self._merch.items():
+            m = line(bank, merchant, currency)
+            m.payouts, m.gross_minor, m.fees_minor = payouts, gross, fee
         for kind, t in enumerate(self._t):
             for r in range(len(t)):
-                key = (str(self._v.values[t.bank[r]]), str(self._v.values[t.merchant[r]]),
-                       str(self._v.values[t.currency[r]]))
-                line = merchants.get(key)
-                if line is None:
-                    line = merchants[key] = MerchantDay()
                 if kind == _RETURN:
-                    line.returned_minor += t.amount[r]
-                    continue
-                line.payouts += 1
-                line.gross_minor += t.gross[r]
-                line.fees_minor += t.fee[r]
-                if t.hits[r] > 0:
-                    line.net_paid_minor += min(t.booked[r], t.amount[r])
+                    line(t.bank[r], t.merchant[r], t.currency[r]).returned_minor += t.amount[r]
+                elif t.hits[r] > 0:
+                    line(t.bank[r], t.merchant[r], t.currency[r]).net_paid_minor += min(
+                        t.booked[r], t.amount[r])
 
 
 def reconcile_all(day: date, tolerance: Tolerance, expected: Iterable[ExpectedBooking],

@@ -10,7 +10,9 @@ child (malformed, DOCTYPE, ...) comes back as the same MessageRefusedError.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import resource
+import threading
 from collections.abc import Callable, Generator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -57,39 +59,79 @@ def _child(path: str, max_bytes: int, conn: Connection) -> None:
         conn.close()
 
 
+class ChildParser:
+    """A spawned parser of one file; a reader thread queues its batches (up to AHEAD of
+    them), so the child can run ahead while the parent does something else."""
+
+    AHEAD = 8  # batches: 16,000 entries ahead at most (memory is bounded)
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child, args=(str(path), max_bytes, child), daemon=True)
+        self._proc.start()
+        child.close()
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(self.AHEAD)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._pump, name="recon-parser", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = self._conn.recv()
+                except (EOFError, OSError):
+                    message = ("died",)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(message, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if message[0] != "items":
+                    return
+        finally:
+            self._conn.close()
+
+    def items(self, progress: Callable[[int], None],
+              peak_rss_kb: list[int]) -> Generator[StatementHeader | BookedLine, None, None]:
+        """Raises MessageRefusedError as the in-process reader would, or OSError; appends
+        the child's peak RSS (kB) to `peak_rss_kb` when it finishes."""
+        try:
+            while True:
+                message = self._queue.get()
+                kind = message[0]
+                if kind == "items":
+                    progress(message[2])
+                    yield from message[1]
+                elif kind == "end":
+                    self._done = True
+                    peak_rss_kb.append(int(message[1]))
+                    return
+                elif kind == "refused":
+                    self._done = True
+                    raise MessageRefusedError(message[1], message[2])
+                elif kind == "died":
+                    self._proc.join(5)
+                    raise OSError(f"the parser of {self.path} died "
+                                  f"(exit code {self._proc.exitcode})")
+                else:
+                    raise OSError(str(message[1]))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if not self._done:  # closed early (the parent failed or gave up): don't wait for it
+            self._proc.kill()
+        self._proc.join(5)
+        self._thread.join(5)
+
+
 def parse_in_child(path: Path, max_bytes: int, progress: Callable[[int], None],
                    peak_rss_kb: list[int]) -> Generator[StatementHeader | BookedLine, None, None]:
-    """The items of `iter_camt053(path, entry=parse_entry_line)`, parsed by a child process.
-
-    Raises MessageRefusedError as the in-process reader would, or OSError; the child's peak
-    RSS (kB) is appended to `peak_rss_kb` when it finishes.
-    """
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(str(path), max_bytes, child), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        while True:
-            try:
-                message = parent.recv()
-            except EOFError:
-                raise OSError(f"the parser of {path} died (exit code {proc.exitcode})") from None
-            kind = message[0]
-            if kind == "items":
-                progress(message[2])
-                yield from message[1]
-            elif kind == "end":
-                peak_rss_kb.append(int(message[1]))
-                return
-            elif kind == "refused":
-                raise MessageRefusedError(message[1], message[2])
-            else:
-                raise OSError(str(message[1]))
-    finally:
-        parent.close()
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        proc.close()
+    """The items of `iter_camt053(path, entry=parse_entry_line)`, parsed by a child process."""
+    yield from ChildParser(path, max_bytes).items(progress, peak_rss_kb)

@@ -31,7 +31,7 @@ from settlement.iso20022.camt053 import StatementHeader, iter_camt053
 from settlement.iso20022.camt054 import parse_entry_line
 from settlement.iso20022.errors import MessageRefusedError
 from settlement.recon.engine import Reconciler
-from settlement.recon.parse import PARALLEL_FROM_BYTES, parse_in_child
+from settlement.recon.parse import PARALLEL_FROM_BYTES, ChildParser
 from settlement.service.ports import ReconStore
 
 log = structlog.get_logger(__name__)
@@ -128,6 +128,7 @@ class Reconciliation:
         self._read = 0
         self._total = 0
         self.parser_rss_kb: list[int] = []  # peak RSS of the parser processes, if any
+        self._prestarted: dict[str, ChildParser] = {}
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -171,8 +172,9 @@ class Reconciliation:
 
         try:
             if parallel and source.path is not None and source.size >= PARALLEL_FROM_BYTES:
-                yield from parse_in_child(source.path, self._req.max_statement_bytes, advance_to,
-                                          self.parser_rss_kb)
+                parser = (self._prestarted.pop(source.label, None)
+                          or ChildParser(source.path, self._req.max_statement_bytes))
+                yield from parser.items(advance_to, self.parser_rss_kb)
                 return
             with source.open() as raw:
                 yield from iter_camt053(_Counting(raw, advance), max_bytes=self._req.max_statement_bytes,  # type: ignore[arg-type]
@@ -210,6 +212,13 @@ class Reconciliation:
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> RunOutcome:
+        try:
+            return self._run()
+        finally:
+            for parser in self._prestarted.values():
+                parser.close()
+
+    def _run(self) -> RunOutcome:
         req, rec = self._req, self._rec
         started = datetime.now(UTC)
         window = [req.day + timedelta(days=n) for n in range(-req.tolerance.window_days,
@@ -218,6 +227,10 @@ class Reconciliation:
         heads = self._heads(sources)
         banks = set(req.banks) or ({h.bank_bic for h in heads} if req.files
                                    else set(self._store.banks(req.day)))
+        # the first big file starts parsing in a second process while we read what we expect
+        big = [s for s in sources if s.path is not None and s.size >= PARALLEL_FROM_BYTES]
+        if big:
+            self._prestarted[big[0].label] = ChildParser(big[0].path, req.max_statement_bytes)  # type: ignore[arg-type]
         # --account: only the currencies those accounts are statements of
         currencies = ({(h.bank_bic[:8], h.currency) for h in heads if h.account_id in req.accounts}
                       if req.accounts else None)
