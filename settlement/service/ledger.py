@@ -25,6 +25,7 @@ from settlement.domain.payment import PaymentSucceeded, SettlementItem, decode_p
 from settlement.service.deadletter import dead_letter
 from settlement.service.ports import (
     HandlerResult,
+    Headers,
     InboundRecord,
     LedgerEntry,
     LedgerStore,
@@ -34,6 +35,7 @@ from settlement.service.ports import (
     RecordStatus,
     StoredLedgerRow,
 )
+from settlement.service.tracing import trace_context
 
 log = structlog.get_logger(__name__)
 
@@ -52,12 +54,12 @@ class LedgerStats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def item_record(item: SettlementItem, topic: str) -> OutboundRecord:
+def item_record(item: SettlementItem, topic: str, trace: Headers | None = None) -> OutboundRecord:
     return OutboundRecord(
         topic=topic,
         key=item.partition_key.encode(),
         value=item.model_dump_json().encode(),
-        headers=[("payment_id", item.payment_id.encode())],
+        headers=[("payment_id", item.payment_id.encode()), *(trace or [])],
     )
 
 
@@ -133,7 +135,7 @@ class LedgerHandler:
                 self.stats.recorded += 1
             else:
                 self.stats.replayed += 1
-            parked = self._route(entry.event, result)
+            parked = self._route(entry.event, result, trace_context(by_source[entry.source].headers))
             if parked is not None:
                 to_park.append(ParkedPayment(
                     payment_id=entry.event.payment_id, merchant_id=entry.event.merchant_id,
@@ -149,13 +151,14 @@ class LedgerHandler:
                             merchant_id=p.merchant_id, currency=p.currency, reason=p.reason)
         return result
 
-    def _route(self, event: PaymentSucceeded, result: HandlerResult) -> str | None:
+    def _route(self, event: PaymentSucceeded, result: HandlerResult,
+               trace: Headers | None = None) -> str | None:
         """Emit the item; return a park reason instead when it cannot be routed."""
         account = self._merchants.lookup(event.merchant_id, event.currency)
         if account is None:
             return NO_PAYOUT_ACCOUNT
         item = SettlementItem.for_payment(event, account.bank_bic, account.payout_mode)
-        result.outputs.append(item_record(item, self._topics.items))
+        result.outputs.append(item_record(item, self._topics.items, trace))
         return None
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from settlement import metrics
 from settlement.bank.client import BankUnavailableError, HttpBankClient
 from settlement.config import GatewaySettings
 from settlement.service.deadletter import header
+from settlement.service.tracing import trace_context
 from tests.unit import test_batcher_handler as bt
 from tests.unit import test_ledger_handler as lt
 from tests.unit.fake_batches import FakeBatchStore
@@ -143,6 +144,19 @@ def test_a_bad_item_is_dead_lettered_with_a_log_line_naming_it() -> None:
 
 
 # -- the ledger ---------------------------------------------------------------
+
+def test_the_items_carry_the_payments_trace_context_and_dead_letters_keep_it() -> None:
+    h = lt.handler(FakeLedgerStore())
+    traced = lt.InboundRecord(lt.SourceRef(lt.TOPICS.payments, 0, 1), b"k", lt.event("t1"),
+                              [("traceparent", b"00-trace-01"), ("tracestate", b"v=1"),
+                               ("other", b"x")])
+    untraced = lt.InboundRecord(lt.SourceRef(lt.TOPICS.payments, 0, 2), b"k", lt.event("t2"), [])
+    [item, plain] = h.handle([traced, untraced]).outputs
+    assert header(item.headers, "traceparent") == "00-trace-01"
+    assert header(item.headers, "tracestate") == "v=1" and header(item.headers, "other") is None
+    assert [k for k, _ in plain.headers] == ["payment_id"]  # none invented
+    assert trace_context([("tracestate", b"v=1")]) == []  # no traceparent, no context
+
 
 def test_parking_counts_by_reason_and_the_release_check_reports_how_many_wait() -> None:
     store = FakeLedgerStore()
