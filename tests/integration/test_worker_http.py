@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from typing import Any
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from settlement import metrics
 from settlement.domain.merchant import MerchantAccount
+from settlement.runtime.local import WorkerProc
 from settlement.store.session import connect, live_hosts
 from tests.conftest import InProcessWorker, Namespace, wait_until
 from tests.integration.helpers import committed, produce_raw, register
@@ -105,3 +107,29 @@ def test_the_cassandra_readiness_check_fails_once_the_session_is_closed(ns: Name
     finally:
         session.cluster.shutdown()
     assert live_hosts(session) == []
+
+
+def test_a_worker_process_serves_its_probes_and_stops_serving_when_drained(ns: Namespace) -> None:
+    register(ns.settings, [ACCOUNT])
+    produce_raw(ns.settings, [(b"pay-proc", json.dumps(dict(GOOD, payment_id="pay-proc")).encode())])
+    port = free_port()
+    w = WorkerProc("ledger", "http-0", [], ns.env, ns.log_dir / "http.log", health_port=port)
+    w.start()
+    try:
+        wait_until(lambda: _answers(port, "/readyz") == 200, 60, "the process is ready")
+        wait_until(lambda: total(scrape(port), "settlement_records_consumed_total",
+                                 topic=ns.settings.topics.payments) == 1, 60, "the record consumed")
+        assert w.proc is not None
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(timeout=30) == 0
+    finally:
+        w.kill(signal.SIGKILL)
+    assert _answers(port, "/healthz") is None  # the server went with the process
+    assert '"worker.http_started"' in w.log_path.read_text()
+
+
+def _answers(port: int, path: str) -> int | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code
+    except httpx.TransportError:
+        return None
