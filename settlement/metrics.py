@@ -4,8 +4,8 @@ Module-level, like the standard prometheus_client idiom: one worker process runs
 one role, so the `role` label is enough to tell stages apart when several run in
 one process (tests). The registry is ours rather than the library's global one,
 so `/metrics` shows exactly what is documented in docs/operations.md (plus the
-process, platform and GC collectors). Imports nothing from the package: any
-layer may record a metric (import-linter keeps it a leaf).
+process, platform and GC collectors). It imports only the domain (for the
+reconciliation's break types), so service and every adapter may record into it.
 
 Counters recorded by the loop at commit count what became visible; counters
 recorded inside a handler (parked, bank calls) count what was done, which an
@@ -28,6 +28,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+
+from settlement.domain.reconciliation import BreakType
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: nothing alerts on them
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -100,24 +102,17 @@ RECON_BREAKS = Counter(
 BANK_ERROR_KINDS = ("timeout", "connect", "transport", "http_3xx", "http_4xx", "http_5xx",
                     "breaker_open")
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
-# The reconciliation's break types; a type not listed is still counted.
-BREAK_TYPES = (
-    "missing_in_statement",  # we sent/settled a payout, the bank's statement has no booking
-    "missing_in_ledger",     # a statement booking no payout of ours explains
-    "amount_mismatch",       # booked amount differs from the payout's net
-    "status_mismatch",       # e.g. we say settled, the bank returned it
-    "duplicate_booking",     # one payout booked more than once
-)
+BREAK_TYPES = tuple(t.value for t in BreakType)
 for _type in BREAK_TYPES:
     RECON_BREAKS.labels(_type)  # present at 0, so a dashboard shows "none" rather than "no data"
 
 
 # -- the calls --------------------------------------------------------------
 
-def record_breaks(type_: str, n: int = 1) -> None:
-    """Count `n` reconciliation breaks of one type (see BREAK_TYPES)."""
+def record_breaks(type_: BreakType | str, n: int = 1) -> None:
+    """Count `n` reconciliation breaks of one type (a BreakType)."""
     if n:
-        RECON_BREAKS.labels(type_).inc(n)
+        RECON_BREAKS.labels(str(type_)).inc(n)
 
 
 def parked(role: str, reason: str, n: int = 1) -> None:

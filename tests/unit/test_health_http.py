@@ -110,7 +110,7 @@ def test_metrics_serves_prometheus_text_with_the_settlement_metrics() -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     text = body.decode()
     assert "# TYPE settlement_records_consumed_total counter" in text
-    assert re.search(r'^settlement_reconciliation_breaks_total\{type="status_mismatch"\} \d', text,
+    assert re.search(r'^settlement_reconciliation_breaks_total\{type="statement_gap"\} \d', text,
                      re.MULTILINE)
     assert "_created" not in text
     assert "process_cpu_seconds_total" in text  # the process collector is registered too

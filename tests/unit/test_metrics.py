@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from settlement import metrics
 from settlement.bank.client import BankUnavailableError, HttpBankClient
 from settlement.config import GatewaySettings
+from settlement.domain.reconciliation import BreakType
 from settlement.service.deadletter import header
 from settlement.service.tracing import trace_context
 from tests.unit import test_batcher_handler as bt
@@ -38,13 +39,19 @@ def test_every_settlement_metric_is_documented_and_every_documented_one_exists()
     assert ours == documented, f"docs/operations.md drifted: {sorted(ours ^ documented)}"
 
 
-def test_record_breaks_counts_by_type_and_known_types_start_at_zero() -> None:
-    assert metrics.REGISTRY.get_sample_value(
-        "settlement_reconciliation_breaks_total", {"type": "missing_in_ledger"}) is not None
+def test_record_breaks_counts_by_type_and_every_break_type_starts_at_zero() -> None:
+    for t in BreakType:
+        assert metrics.REGISTRY.get_sample_value(
+            "settlement_reconciliation_breaks_total", {"type": t.value}) is not None, t
     before = value("settlement_reconciliation_breaks_total", type="amount_mismatch")
-    metrics.record_breaks("amount_mismatch", 3)
+    metrics.record_breaks(BreakType.AMOUNT_MISMATCH, 3)
     metrics.record_breaks("amount_mismatch", 0)
     assert value("settlement_reconciliation_breaks_total", type="amount_mismatch") == before + 3
+
+
+def test_every_break_type_is_documented() -> None:
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", DOC.read_text(), re.MULTILINE))
+    assert {t.value for t in BreakType} <= documented
 
 
 def test_a_committed_transaction_counts_its_records_and_dead_letters_by_reason() -> None:
