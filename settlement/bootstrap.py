@@ -13,6 +13,7 @@ from settlement.domain.calendar import PayoutWindow
 from settlement.domain.errors import ConfigError
 from settlement.iso20022.pacs008 import render_pacs008
 from settlement.kafka.loop import StageLoop
+from settlement.runtime.health import CachedCheck, Check, HealthApp, HealthServer
 from settlement.runtime.worker import Worker
 from settlement.service.batcher import BatcherHandler
 from settlement.service.calendars import CalendarRegistry
@@ -25,7 +26,7 @@ from settlement.store.inbound import CassandraInboundStore
 from settlement.store.ledger import CassandraLedgerStore
 from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.recon import CassandraReconStore
-from settlement.store.session import connect
+from settlement.store.session import connect, live_hosts
 
 ROLES = ("ledger", "batcher", "gateway", "inbound")
 
@@ -64,6 +65,22 @@ def merchant_registry(settings: Settings, session: Session) -> CassandraMerchant
     return CassandraMerchantRegistry(session, settings.ledger.merchant_cache_ttl_s)
 
 
+def _worker(settings: Settings, loop: StageLoop, session: Session) -> Worker:
+    """The worker, with its HTTP surface unless worker.health_port is 0 (started by run)."""
+    w = settings.worker
+    if w.health_port == 0:
+        return Worker(loop, session)
+
+    def cassandra_check() -> Check:
+        hosts = live_hosts(session)
+        return Check(True, f"live: {', '.join(hosts)}") if hosts else Check(
+            False, "no live Cassandra host")
+
+    app = HealthApp(loop.health, CachedCheck(cassandra_check, ttl_s=w.health_cache_s),
+                    liveness_limit_s=settings.kafka.max_poll_interval_ms / 1000)
+    return Worker(loop, session, HealthServer(app, w.health_host, w.health_port))
+
+
 def build_worker(settings: Settings, role: str) -> Worker:
     """Build one worker process's clients (after fork: never share them across processes)."""
     if role == "batcher":
@@ -91,7 +108,7 @@ def build_worker(settings: Settings, role: str) -> Worker:
         role=role,
         tick_interval_s=settings.ledger.park_release_interval_s,
     )
-    return Worker(loop, session)
+    return _worker(settings, loop, session)
 
 
 def _batcher(settings: Settings) -> Worker:
@@ -116,7 +133,7 @@ def _batcher(settings: Settings) -> Worker:
         role="batcher",
         tick_interval_s=settings.batcher.seal_check_interval_s,
     )
-    return Worker(loop, session)
+    return _worker(settings, loop, session)
 
 
 def _gateway(settings: Settings) -> Worker:
@@ -134,7 +151,7 @@ def _gateway(settings: Settings) -> Worker:
         group_id=f"{settings.worker.group_prefix}-gateway", role="gateway",
         tick_interval_s=min(settings.gateway.poll_interval_s, 1.0),
     )
-    return Worker(loop, session)
+    return _worker(settings, loop, session)
 
 
 def _inbound(settings: Settings) -> Worker:
@@ -146,4 +163,4 @@ def _inbound(settings: Settings) -> Worker:
         topics=[settings.topics.bank_inbound],
         group_id=f"{settings.worker.group_prefix}-inbound", role="inbound",
     )
-    return Worker(loop, session)
+    return _worker(settings, loop, session)

@@ -145,6 +145,15 @@ class WorkerSettings(BaseModel):
         default=5.0, gt=0, description="Longest pause between retries while a dependency is down.")
     drain_timeout_s: float = Field(
         default=20.0, gt=0, description="Expected worst drain time on SIGTERM (set the pod grace above it).")
+    health_port: int = Field(
+        default=8080, ge=0, le=65535,
+        description="Port of the worker's HTTP surface (/healthz, /readyz, /metrics); 0 disables it.")
+    health_host: str = Field(
+        default="0.0.0.0",
+        description="Address the HTTP surface binds: all interfaces, so kubelet probes and Prometheus "
+                    "reach the pod; 127.0.0.1 keeps it on the machine.")
+    health_cache_s: float = Field(
+        default=5.0, ge=0, description="How long /readyz reuses its last Cassandra check.")
 
 
 class BankSettings(BaseModel):

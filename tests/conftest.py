@@ -74,6 +74,7 @@ def _namespace_env(name: str) -> dict[str, str]:
         "SETTLEMENT_CASSANDRA__PORT": str(CASSANDRA_PORT),
         "SETTLEMENT_CASSANDRA__KEYSPACE": name,
         "SETTLEMENT_WORKER__GROUP_PREFIX": name,
+        "SETTLEMENT_WORKER__HEALTH_PORT": "0",  # many workers per host; a test asks for a port
         "SETTLEMENT_LEDGER__PARK_RELEASE_INTERVAL_S": "0.5",
         "SETTLEMENT_LEDGER__MERCHANT_CACHE_TTL_S": "0.5",
         **{f"SETTLEMENT_TOPICS__{k.upper()}": f"{name}.{v}" for k, v in {
@@ -135,7 +136,7 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, what: str, every_s: f
 
 
 class InProcessWorker:
-    """A real StageLoop on a thread (for integration tests that need no kill -9)."""
+    """A real worker on a thread, with its HTTP surface if it has one (no kill -9 needed)."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -144,11 +145,9 @@ class InProcessWorker:
 
     def _run(self) -> None:
         try:
-            self.worker.loop.run()
+            self.worker.serve()  # closes the session
         except BaseException as exc:
             self.error = exc
-        finally:
-            self.worker.session.cluster.shutdown()
 
     def __enter__(self) -> InProcessWorker:
         self._thread.start()

@@ -16,6 +16,7 @@ import pybreaker
 import structlog
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from settlement import metrics
 from settlement.config import BankSettings, GatewaySettings
 from settlement.domain.errors import RetryableError
 from settlement.service.ports import BankAnswer, PolledMessage
@@ -35,16 +36,30 @@ class _BreakerLog(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
         if new_state.name == pybreaker.STATE_OPEN:
             self.opened += 1
+        metrics.breaker_state(self.bank, new_state.name)
         log.warning("gateway.breaker_state", bank=self.bank, old=old_state.name,
                     new=new_state.name)
 
 
+def _error_kind(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    return "transport"
+
+
+def _status_kind(status: int) -> str:
+    return f"http_{status // 100}xx"
+
+
 class HttpBankClient:
-    def __init__(self, gateway: GatewaySettings, banks: list[BankSettings]) -> None:
+    def __init__(self, gateway: GatewaySettings, banks: list[BankSettings],
+                 transport: httpx.BaseTransport | None = None) -> None:
         self._g = gateway
         self._banks = {b.bic: b for b in banks}
         self._http = httpx.Client(timeout=httpx.Timeout(
-            gateway.read_timeout_s, connect=gateway.connect_timeout_s))
+            gateway.read_timeout_s, connect=gateway.connect_timeout_s), transport=transport)
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self.listeners: dict[str, _BreakerLog] = {}
 
@@ -55,6 +70,7 @@ class HttpBankClient:
             self._breakers[bic] = pybreaker.CircuitBreaker(
                 fail_max=self._g.breaker_failures, reset_timeout=self._g.breaker_reset_s,
                 listeners=[listener])
+            metrics.breaker_state(bic, pybreaker.STATE_CLOSED)
         return self._breakers[bic]
 
     def allows(self, bank_bic: str) -> bool:
@@ -93,25 +109,36 @@ class HttpBankClient:
                 resp = self._http.post(f"{url}/pacs008", content=xml, headers={
                     **headers, "Content-Type": "application/xml"})
             except httpx.HTTPError as exc:
+                metrics.bank_error(bank_bic, "send", _error_kind(exc))
                 raise BankUnavailableError(f"{bank_bic}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                metrics.bank_call(bank_bic, "send", time.monotonic() - t0)
             if resp.status_code >= 300:
+                metrics.bank_error(bank_bic, "send", _status_kind(resp.status_code))
                 raise BankUnavailableError(f"{bank_bic}: HTTP {resp.status_code}")
             return resp
 
         try:
             resp = self._breaker(bank_bic).call(_post)
         except pybreaker.CircuitBreakerError as exc:
+            if exc.__context__ is None:  # refused without a call; a tripping call was counted
+                metrics.bank_error(bank_bic, "send", "breaker_open")
             raise BankUnavailableError(f"{bank_bic}: circuit breaker open") from exc
         return BankAnswer(resp.status_code, resp.content, int((time.monotonic() - t0) * 1000))
 
     def poll(self, bank_bic: str, after: int) -> tuple[list[PolledMessage], int]:
         url, headers = self._base(bank_bic)
+        t0 = time.monotonic()
         try:
             resp = self._http.get(f"{url}/messages", params={"after": after, "limit": 500},
                                   headers=headers)
         except httpx.HTTPError as exc:
+            metrics.bank_error(bank_bic, "poll", _error_kind(exc))
             raise BankUnavailableError(f"{bank_bic}: poll: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.bank_call(bank_bic, "poll", time.monotonic() - t0)
         if resp.status_code != 200:
+            metrics.bank_error(bank_bic, "poll", _status_kind(resp.status_code))
             raise BankUnavailableError(f"{bank_bic}: poll: HTTP {resp.status_code}")
         body = resp.json()
         msgs = [PolledMessage(int(m["cursor"]), str(m["type"]), str(m["msg_id"]),

@@ -36,6 +36,8 @@ def worker(
         help="Stable replica id; names the transactional.id (default: hostname).")] = None,
     commit_interval_ms: Annotated[int | None, typer.Option(
         help="Transaction/commit interval in ms (default 100).")] = None,
+    health_port: Annotated[int | None, typer.Option(
+        help="Port of /healthz, /readyz and /metrics (default 8080; 0 disables).")] = None,
 ) -> None:
     """Run one worker process until SIGTERM/SIGINT, then drain and exit 0.
 
@@ -48,6 +50,8 @@ def worker(
         overrides["instance_id"] = instance_id
     if commit_interval_ms is not None:
         overrides["commit_interval_ms"] = commit_interval_ms
+    if health_port is not None:
+        overrides["health_port"] = health_port
     settings = state(ctx).settings(worker=overrides) if overrides else state(ctx).settings()
     run(lambda: bootstrap.build_worker(settings, role).run())
 

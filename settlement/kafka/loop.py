@@ -12,19 +12,24 @@ import contextlib
 import signal
 import threading
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from settlement import metrics
 from settlement.config import KafkaSettings, WorkerSettings
 from settlement.domain.errors import FatalError, RetryableError
 from settlement.kafka.errors import TxnErrorKind, classify
 from settlement.kafka.reader import header_pairs, position
+from settlement.kafka.telemetry import STATS_INTERVAL_MS, LoopHealth, brokers_up, observe_lag
+from settlement.service.deadletter import H_REASON, header
 from settlement.service.ports import Handler, HandlerResult, InboundRecord, SourceRef
 
 log = structlog.get_logger(__name__)
@@ -55,6 +60,7 @@ class _Batch:
     next_offsets: dict[TP, int] = field(default_factory=dict)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     produced: int = 0
+    tally: Tally[tuple[str, str | None]] = field(default_factory=Tally)  # (topic, dlq reason)
 
 
 class StageLoop:
@@ -88,6 +94,13 @@ class StageLoop:
         self._outage_backoff = 0.0
         self._last_tick = 0.0
         self._last_progress = time.monotonic()
+        # Read by the health endpoints (another thread): plain values, replaced whole.
+        self._heartbeat = time.monotonic()
+        self._observed_at = 0.0
+        self._started = self._running = False
+        self._assignments = 0
+        self._fatal: dict[str, str] = {}  # client -> its fatal error
+        self._brokers_up: bool | None = None  # None until the first statistics
         self._delivery_errors: list[KafkaError] = []
         self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
         self.stats = LoopStats()
@@ -108,6 +121,9 @@ class StageLoop:
             "session.timeout.ms": self._kafka.session_timeout_ms,
             "max.poll.interval.ms": self._kafka.max_poll_interval_ms,
             "enable.partition.eof": False,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": self._on_stats,
+            "error_cb": partial(self._on_client_error, "consumer"),
         }
         return Consumer(conf)
 
@@ -124,19 +140,35 @@ class StageLoop:
         if self._eos:
             conf["transactional.id"] = self._txn_id
             conf["transaction.timeout.ms"] = self._kafka.transaction_timeout_ms
-        producer = Producer(conf, error_cb=self._on_client_error)
+        producer = Producer(conf, error_cb=partial(self._on_client_error, "producer"))
         if self._eos:
             # Fences any older producer with our transactional.id and aborts its open txn.
             self._call(producer.init_transactions, "init_transactions")
         return producer
 
-    def _on_client_error(self, err: KafkaError) -> None:
-        self._log.warning("kafka.client_error", error=str(err), fatal=err.fatal())
+    def _on_client_error(self, client: str, err: KafkaError) -> None:
+        self._log.warning("kafka.client_error", client=client, error=str(err), fatal=err.fatal())
+        if err.fatal():
+            self._fatal[client] = str(err)
+
+    def _on_stats(self, stats_json: str) -> None:
+        self._brokers_up = brokers_up(stats_json)
 
     # -- public -------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
+
+    def health(self) -> LoopHealth:
+        """The loop's state for /healthz and /readyz; safe to call from another thread."""
+        fatal = "; ".join(f"{c}: {e}" for c, e in sorted(dict(self._fatal).items()))  # copy: atomic
+        kafka_error = fatal or ("no Kafka broker reachable" if self._brokers_up is False else None)
+        return LoopHealth(
+            started=self._started, running=self._running, stopping=self._stop.is_set(),
+            heartbeat=self._heartbeat, assignments=self._assignments,
+            partitions=len(self._assigned), in_outage=self._outage_until != 0.0,
+            kafka_error=kafka_error,
+        )
 
     def install_signal_handlers(self) -> None:
         def _drain(signum: int, _frame: Any) -> None:
@@ -153,17 +185,23 @@ class StageLoop:
         )
         self._log.info("worker.started", topics=self._topics, group=self._group_id,
                        transactional_id=self._txn_id if self._eos else None)
+        self._started = self._running = True
         try:
             while not self._stop.is_set():
                 self._step()
             self._log.info("worker.draining")
             self._finish_batch()
         finally:
-            self._close()
+            try:
+                self._close()
+            finally:
+                self._running = False
 
     # -- the loop -----------------------------------------------------------
 
     def _step(self) -> None:
+        self._heartbeat = time.monotonic()
+        self._observe()
         if self._in_outage():
             return
         try:
@@ -204,6 +242,7 @@ class StageLoop:
             batch.first_offsets.setdefault(tp, rec.source.offset)
             batch.next_offsets[tp] = rec.source.offset + 1  # commit positions, not offsets
         self.stats.consumed += len(records)
+        metrics.consumed(self._role, (rec.source.topic for rec in records))
 
     def _maybe_tick(self) -> None:
         now = time.monotonic()
@@ -230,6 +269,7 @@ class StageLoop:
                     self._producer.poll(0.05)  # local queue full: let deliveries drain
                 except KafkaException as exc:
                     raise AbortBatchError(f"produce failed: {exc}") from exc
+            batch.tally[(out.topic, header(out.headers, H_REASON))] += 1
         batch.produced += len(result.outputs)
         batch.after_commit.extend(result.after_commit)
         self._producer.poll(0)
@@ -296,6 +336,7 @@ class StageLoop:
         self._batch = None
         self.stats.commits += 1
         self.stats.produced += batch.produced
+        metrics.committed(self._role, batch.tally)
         for callback in batch.after_commit:
             try:
                 callback()
@@ -306,6 +347,7 @@ class StageLoop:
     def _abort_and_rewind(self) -> None:
         batch, self._batch = self._batch, None
         self.stats.aborts += 1
+        metrics.aborted(self._role)
         if self._eos and self._txn_open:
             self._txn_open = False
             try:
@@ -368,6 +410,7 @@ class StageLoop:
 
     def _rebuild_producer(self) -> None:
         self.stats.producer_rebuilds += 1
+        metrics.PRODUCER_REBUILDS.labels(self._role).inc()
         self._log.warning("kafka.producer_rebuild")
         with contextlib.suppress(KafkaException):
             self._producer.purge()
@@ -376,12 +419,14 @@ class StageLoop:
         # the caller still rewinds the batch's input.
         self._txn_open = False
         self._producer = self._new_producer()
+        self._fatal.pop("producer", None)
 
     # -- outages ------------------------------------------------------------
 
     def _enter_outage(self, exc: RetryableError) -> None:
         """A dependency is down: abort, rewind, pause and keep polling until it is back."""
         self.stats.outages += 1
+        metrics.OUTAGES.labels(self._role).inc()
         self._outage_backoff = min(max(self._outage_backoff * 2, 0.5),
                                    self._worker.outage_backoff_max_s)
         self._log.warning("worker.dependency_down", error=str(exc),
@@ -404,6 +449,8 @@ class StageLoop:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._assignments += 1  # even an empty one: we are in the group (more replicas than partitions)
+        metrics.assigned(self._role, len(self._assigned))
         self._log.info("kafka.assigned", partitions=[f"{t.topic}/{t.partition}" for t in partitions])
         self._handler.assigned([(tp.topic, tp.partition) for tp in partitions])
         if self._outage_until:
@@ -412,17 +459,29 @@ class StageLoop:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Revoked cleanly: commit what we did, so the next owner starts after it.
         self._log.info("kafka.revoked", partitions=len(partitions))
-        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self._drop([(tp.topic, tp.partition) for tp in partitions])
         self._finish_batch()
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost (session expired): another worker may own them already; never commit.
         self._log.warning("kafka.lost", partitions=len(partitions))
-        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self._drop([(tp.topic, tp.partition) for tp in partitions])
         if self._batch is not None:
             self._abort_and_rewind()
 
+    def _drop(self, partitions: list[tuple[str, int]]) -> None:
+        self._assigned.difference_update(partitions)
+        metrics.assigned(self._role, len(self._assigned), dropped=partitions)
+
     # -- housekeeping -------------------------------------------------------
+
+    def _observe(self) -> None:
+        """Lag and heartbeat metrics, at most once a second (local calls only)."""
+        now = time.monotonic()
+        if now - self._observed_at >= 1.0:
+            self._observed_at = now
+            metrics.HEARTBEAT.labels(self._role).set_to_current_time()
+            observe_lag(self._consumer, self._role, self._assigned)
 
     def _progress(self) -> None:
         now = time.monotonic()

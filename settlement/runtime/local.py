@@ -23,6 +23,7 @@ class WorkerProc:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    health_port: int = 0  # local workers share one host: no HTTP surface unless given a port
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,8 @@ class WorkerProc:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "settlement", "--log-format", "json", "worker",
              "--role", self.role, "--instance-id", self.instance_id, *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**self.env, "SETTLEMENT_WORKER__HEALTH_PORT": str(self.health_port)},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()
         self.starts += 1

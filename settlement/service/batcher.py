@@ -17,12 +17,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 import orjson
 import structlog
 from pydantic import ValidationError
 
+from settlement import metrics
 from settlement.config import BatcherSettings, ProcessorSettings, TopicSettings
 from settlement.domain.batch import (
     Party,
@@ -164,10 +166,7 @@ class BatcherHandler:
             try:
                 item = SettlementItem.model_validate_json(rec.value or b"")
             except ValidationError as exc:
-                self.stats.dead_letters += 1
-                result.outputs.append(dead_letter(rec, self._topics.items_dlq, "invalid_item",
-                                                  str(exc)[:500], "ValidationError",
-                                                  self._worker_id))
+                self._dead_letter(rec, result, "invalid_item", str(exc)[:500], "ValidationError")
                 continue
             window = self._cal.window_of(item.bank_bic, item.captured_at)
             pending.append(_Target(item, rec.source.partition, window))
@@ -202,9 +201,8 @@ class BatcherHandler:
                 fee_minor=0, currency=cmd["currency"], captured_at=self._clock(),
                 bank_bic=cmd["bank_bic"], payout_mode="payment")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            result.outputs.append(dead_letter(rec, self._topics.items_dlq, "invalid_retry_command",
-                                              repr(exc)[:500], type(exc).__name__,
-                                              self._worker_id))
+            self._dead_letter(rec, result, "invalid_retry_command", repr(exc)[:500],
+                              type(exc).__name__)
             return None
         window = self._cal.window_of(item.bank_bic, item.captured_at)
         log.info("batcher.retry_requested", payout_id=cmd["payout_id"], attempt=attempt)
@@ -258,7 +256,8 @@ class BatcherHandler:
                     late.append(t)
                     self.stats.late += 1
                     log.info("batcher.late_payment", payment_id=t.item.payment_id,
-                             sealed_batch=t.batch_id, next_window=t.window.window_id)
+                             payout_id=t.payout_id, sealed_batch=t.batch_id,
+                             next_window=t.window.window_id)
                 owned.batches.pop(t.batch_id, None)
         return late
 
@@ -292,16 +291,14 @@ class BatcherHandler:
         try:
             batch_id = str(orjson.loads(rec.value or b"{}")["batch_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            result.outputs.append(dead_letter(rec, self._topics.items_dlq, "invalid_seal_command",
-                                              repr(exc), type(exc).__name__, self._worker_id))
+            self._dead_letter(rec, result, "invalid_seal_command", repr(exc), type(exc).__name__)
             return
         partition = rec.source.partition
         owned = self._own(partition)
         found = self._store.header(batch_id)
         if found is None:
-            result.outputs.append(dead_letter(rec, self._topics.items_dlq, "unknown_batch",
-                                              f"no batch {batch_id}", "LookupError",
-                                              self._worker_id))
+            self._dead_letter(rec, result, "unknown_batch", f"no batch {batch_id}", "LookupError",
+                              batch_id=batch_id)
             return
         head = found[0]
         sealed_by = f"{rec.source.topic}/{rec.source.partition}@{rec.source.offset}"
@@ -320,10 +317,28 @@ class BatcherHandler:
         xml = self._message(head, state.sealed_at, state.msg_id)
         if xml is not None:
             self.stats.published += 1
+            result.after_commit.append(partial(self._published, head, state.msg_id))
             result.outputs.append(OutboundRecord(
                 topic=self._topics.bank_outbound, key=head.bank_bic.encode(), value=xml,
                 headers=[("msg_id", state.msg_id.encode()), ("batch_id", batch_id.encode()),
                          ("bank_bic", head.bank_bic.encode()), ("currency", head.currency.encode())]))
+
+    def _published(self, head: BatchHeader, msg_id: str) -> None:
+        """After the commit that made the pacs.008 visible on bank.outbound."""
+        latency = (self._clock() - head.cutoff_at).total_seconds()
+        metrics.batch_published(head.bank_bic, latency)
+        log.info("batch.published", batch_id=head.batch_id, msg_id=msg_id, bank=head.bank_bic,
+                 seconds_after_cutoff=round(latency, 3))
+
+    def _dead_letter(self, rec: InboundRecord, result: HandlerResult, code: str, detail: str,
+                     error_class: str, batch_id: str | None = None) -> None:
+        self.stats.dead_letters += 1
+        result.outputs.append(dead_letter(rec, self._topics.items_dlq, code, detail, error_class,
+                                          self._worker_id))
+        log.warning("batcher.dead_lettered", reason=code, batch_id=batch_id,
+                    payment_id=header(rec.headers, "payment_id"), detail=detail[:300],
+                    topic=rec.source.topic, partition=rec.source.partition,
+                    offset=rec.source.offset)
 
     def _message(self, head: BatchHeader, sealed_at: datetime, msg_id: str) -> bytes | None:
         """The batch's pacs.008: stored at first seal, re-sent byte for byte afterwards."""
@@ -390,6 +405,7 @@ class BatcherHandler:
             "sent" if xml else "empty", len(txs), sum(t.amount_minor for t in txs), len(rows),
             sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
             head.items_partition, head.batch_id))
+        metrics.batch_rendered(head.bank_bic, head.currency, len(txs))
         log.info("batch.sealed", batch_id=head.batch_id, msg_id=msg_id, txs=len(txs),
                  payments=len(rows), late=sum(r.late for r in rows),
                  read_ms=int((t_read - t0) * 1000), build_ms=int((t_build - t_read) * 1000),

@@ -84,6 +84,9 @@ class GatewayHandler:
                     rec, f"{self._topics.bank_outbound}.dlq", "not_a_batch_message",
                     "bank.outbound record without key (BIC), msg_id header or body",
                     "ValueError", self._worker_id))
+                log.warning("gateway.dead_lettered", reason="not_a_batch_message", msg_id=msg_id,
+                            batch_id=header(rec.headers, "batch_id"), topic=rec.source.topic,
+                            partition=rec.source.partition, offset=rec.source.offset)
                 continue
             fresh.append(Delivery(msg_id, bank, header(rec.headers, "batch_id") or "",
                                   rec.value, rec.source.partition))
@@ -120,7 +123,7 @@ class GatewayHandler:
                 self._store.attempt(d, "failed", None, 0, str(exc)[:500])
                 self._store.failed(d, str(exc)[:500], retry_at)
                 log.warning("gateway.delivery_failed", bank=d.bank_bic, msg_id=d.msg_id,
-                            attempt=d.attempts + 1, error=str(exc)[:200],
+                            batch_id=d.batch_id, attempt=d.attempts + 1, error=str(exc)[:200],
                             retry_at=retry_at.isoformat())
                 continue
             self.stats.delivered += 1
@@ -131,7 +134,7 @@ class GatewayHandler:
                          ("orgnl_msg_id", d.msg_id.encode()), ("via", b"sync")]))
             self._inflight[d.msg_id] = self._clock()
             result.after_commit.append(partial(self._committed, d))
-            log.info("gateway.delivered", bank=d.bank_bic, msg_id=d.msg_id,
+            log.info("gateway.delivered", bank=d.bank_bic, msg_id=d.msg_id, batch_id=d.batch_id,
                      latency_ms=answer.latency_ms)
 
     def _cursor_committed(self, bank: str, cursor: int) -> None:

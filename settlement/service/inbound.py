@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import orjson
 import structlog
 
+from settlement import metrics
 from settlement.config import TopicSettings
 from settlement.domain.bank_messages import Notification as BookingNotification
 from settlement.domain.bank_messages import PaymentReturn, Statement, StatusReport
@@ -189,14 +190,14 @@ class InboundHandler:
         except InvalidTransitionError as exc:
             if po.status != target.value:
                 self._park(bank, cause, target.value, "invalid_transition",
-                           f"payout {po.payout_id}: {exc}", body, src)
+                           f"payout {po.payout_id}: {exc}", body, src, po)
                 return False
         outcome = self._store.transition(po, target.value, cause, src, reason)
         if outcome not in ("applied", "replay"):
             if outcome != target.value:
                 self._park(bank, cause, target.value, "invalid_transition",
                            f"payout {po.payout_id} is {outcome}, cannot become {target.value}",
-                           body, src)
+                           body, src, po)
             return False
         self.stats.applied += 1
         event_type = f"payout.{target.value}"
@@ -207,13 +208,15 @@ class InboundHandler:
         result.outputs.append(OutboundRecord(
             topic=self._topics.events, key=po.payout_id.encode(), value=orjson.dumps(event),
             headers=[("type", event_type.encode())]))
-        log.info("payout.transition", payout_id=po.payout_id, status=target.value, reason=reason,
-                 bank=bank, bank_msg_id=cause)
+        log.info("payout.transition", payout_id=po.payout_id, batch_id=po.batch_id,
+                 status=target.value, reason=reason, bank=bank, bank_msg_id=cause)
         return True
 
     def _park(self, bank: str, msg_id: str, kind: str, reason: str, detail: str, body: bytes,
-              src: str) -> None:
+              src: str, payout: PayoutRef | None = None) -> None:
         self.stats.parked += 1
         self._store.park(bank, msg_id, kind, reason, detail[:2000], body, src)
+        metrics.parked("inbound", reason)
         log.warning("inbound.parked", bank=bank, msg_id=msg_id, type=kind, reason=reason,
-                    detail=detail[:300])
+                    payout_id=payout.payout_id if payout else None,
+                    batch_id=payout.batch_id if payout else None, src=src, detail=detail[:300])

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 import orjson
 import structlog
 
+from settlement import metrics
 from settlement.config import LedgerSettings, TopicSettings
 from settlement.domain.errors import InvalidEventError
 from settlement.domain.payment import PaymentSucceeded, SettlementItem, decode_payment
 from settlement.service.deadletter import dead_letter
 from settlement.service.ports import (
     HandlerResult,
+    Headers,
     InboundRecord,
     LedgerEntry,
     LedgerStore,
@@ -33,6 +35,7 @@ from settlement.service.ports import (
     RecordStatus,
     StoredLedgerRow,
 )
+from settlement.service.tracing import trace_context
 
 log = structlog.get_logger(__name__)
 
@@ -51,12 +54,12 @@ class LedgerStats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def item_record(item: SettlementItem, topic: str) -> OutboundRecord:
+def item_record(item: SettlementItem, topic: str, trace: Headers | None = None) -> OutboundRecord:
     return OutboundRecord(
         topic=topic,
         key=item.partition_key.encode(),
         value=item.model_dump_json().encode(),
-        headers=[("payment_id", item.payment_id.encode())],
+        headers=[("payment_id", item.payment_id.encode()), *(trace or [])],
     )
 
 
@@ -93,7 +96,8 @@ class LedgerHandler:
             try:
                 event = decode_payment(rec.value, max_bytes=self._settings.max_event_bytes)
             except InvalidEventError as exc:
-                self._dead_letter(result, rec, exc.code, exc.detail, "InvalidEventError")
+                self._dead_letter(result, rec, exc.code, exc.detail, "InvalidEventError",
+                                  payment_id=self._payment_id_of(rec))
                 continue
             entries.append(LedgerEntry(event, event.fingerprint(), rec.source))
 
@@ -119,7 +123,7 @@ class LedgerHandler:
                     f"payment {entry.event.payment_id} is already recorded from event "
                     f"{row.event_id} at {row.source.topic}/{row.source.partition}@"
                     f"{row.source.offset} with a different payload; the first event wins",
-                    "ConflictError",
+                    "ConflictError", payment_id=entry.event.payment_id,
                 )
                 continue
             if status is RecordStatus.DUPLICATE:
@@ -131,7 +135,7 @@ class LedgerHandler:
                 self.stats.recorded += 1
             else:
                 self.stats.replayed += 1
-            parked = self._route(entry.event, result)
+            parked = self._route(entry.event, result, trace_context(by_source[entry.source].headers))
             if parked is not None:
                 to_park.append(ParkedPayment(
                     payment_id=entry.event.payment_id, merchant_id=entry.event.merchant_id,
@@ -142,17 +146,19 @@ class LedgerHandler:
             self._store.park(to_park)
             self.stats.parked += len(to_park)
             for p in to_park:
+                metrics.parked("ledger", p.reason)
                 log.warning("ledger.payment_parked", payment_id=p.payment_id,
                             merchant_id=p.merchant_id, currency=p.currency, reason=p.reason)
         return result
 
-    def _route(self, event: PaymentSucceeded, result: HandlerResult) -> str | None:
+    def _route(self, event: PaymentSucceeded, result: HandlerResult,
+               trace: Headers | None = None) -> str | None:
         """Emit the item; return a park reason instead when it cannot be routed."""
         account = self._merchants.lookup(event.merchant_id, event.currency)
         if account is None:
             return NO_PAYOUT_ACCOUNT
         item = SettlementItem.for_payment(event, account.bank_bic, account.payout_mode)
-        result.outputs.append(item_record(item, self._topics.items))
+        result.outputs.append(item_record(item, self._topics.items, trace))
         return None
 
     def close(self) -> None:
@@ -165,6 +171,7 @@ class LedgerHandler:
         """Release parked payments whose merchant now has a payout account."""
         result = HandlerResult()
         releasable: list[ParkedPayment] = []
+        still_parked = 0
         for topic, partition in owned:
             if topic != self._topics.payments:
                 continue
@@ -172,25 +179,43 @@ class LedgerHandler:
                 event = PaymentSucceeded.model_validate_json(p.event_json)
                 if self._route(event, result) is None:
                     releasable.append(p)
+                else:
+                    still_parked += 1
+        metrics.parked_now(still_parked)
         if releasable:
             self.stats.released += len(releasable)
             # Marked only after the items are committed: a crash in between
             # re-releases (the batcher dedups by payment_id) but never loses one.
             result.after_commit.append(lambda: self._store.mark_released(releasable))
+            for p in releasable:
+                log.info("ledger.payment_released", payment_id=p.payment_id,
+                         merchant_id=p.merchant_id, currency=p.currency)
             log.info("ledger.parked_released", count=len(releasable))
         return result
 
     def _dead_letter(
-        self, result: HandlerResult, rec: InboundRecord, code: str, detail: str, error_class: str
+        self, result: HandlerResult, rec: InboundRecord, code: str, detail: str, error_class: str,
+        payment_id: str | None = None,
     ) -> None:
         self.stats.dead_letters += 1
         self.stats.by_reason[code] = self.stats.by_reason.get(code, 0) + 1
         result.outputs.append(dead_letter(
             rec, self._topics.payments_dlq, code, detail, error_class, self._worker_id
         ))
-        log.warning("ledger.dead_lettered", reason=code, detail=detail[:300],
+        log.warning("ledger.dead_lettered", reason=code, payment_id=payment_id, detail=detail[:300],
                     topic=rec.source.topic, partition=rec.source.partition,
                     offset=rec.source.offset)
+
+    def _payment_id_of(self, rec: InboundRecord) -> str | None:
+        """Best effort, for the log line of a bad record: its payment_id, if it has one."""
+        if not rec.value or len(rec.value) > self._settings.max_event_bytes:
+            return None
+        try:
+            doc = orjson.loads(rec.value)
+        except orjson.JSONDecodeError:
+            return None
+        pid = doc.get("payment_id") if isinstance(doc, dict) else None
+        return pid[:100] if isinstance(pid, str) else None
 
 
 def decode_item(raw: bytes) -> SettlementItem:

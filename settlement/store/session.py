@@ -64,6 +64,20 @@ def close(session: Session) -> None:
     session.cluster.shutdown()
 
 
+def live_hosts(session: Session) -> list[str]:
+    """Hosts the session holds an open connection to, and the driver thinks are up.
+
+    Local state only (no query): cheap enough for a readiness probe. The driver
+    drops a host's pool as soon as it sees the host go down.
+    """
+    if session.is_shutdown:
+        return []
+    return sorted(
+        str(host.endpoint) for host, state in session.get_pool_state().items()
+        if host.is_up is not False and not state["shutdown"] and state["open_count"] > 0
+    )
+
+
 def wrap_error(exc: BaseException, what: str) -> SettlementError:
     """Driver exception -> RetryableError (try later) or FatalError (fix something)."""
     if isinstance(exc, SettlementError):
