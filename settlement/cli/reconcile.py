@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prometheus_client import write_to_textfile
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from settlement import bootstrap
+from settlement import bootstrap, metrics
 from settlement.cli.context import console, err_console, fail, run, state
 from settlement.domain.money import format_minor
 from settlement.domain.reconciliation import Break, RunRecord, Tolerance
@@ -141,6 +142,10 @@ def reconcile(
     window_days: Annotated[int | None, typer.Option(
         help="Days either side to look for bookings made on another day (default 3).")] = None,
     max_breaks: Annotated[int, typer.Option(help="Breaks to list in the table.")] = 50,
+    metrics_textfile: Annotated[Path | None, typer.Option(
+        help="Also write settlement_reconciliation_breaks_total{type} here, in Prometheus text "
+        "format (for node_exporter's textfile collector: a CronJob is never scraped).",
+        dir_okay=False)] = None,
 ) -> None:
     """Reconcile one day: every payout sent and every return received against the banks'
     camt.053 statements, into report tables (runs, breaks, matched items, daily summary,
@@ -206,6 +211,10 @@ def reconcile(
     record = run(_go)  # a refused statement (ReconInputError) exits 2, nothing stored
     resources = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                  "parser_peak_rss_mb": round(max(parsers, default=0) / 1024, 1)}
+    for type_, n in record.break_counts.items():
+        metrics.record_breaks(type_, n)
+    if metrics_textfile is not None:
+        write_to_textfile(str(metrics_textfile), metrics.REGISTRY)
     _print(record, fmt, max_breaks, dry_run, resources)
     raise typer.Exit(EXIT_BREAKS if record.breaks else EXIT_CLEAN)
 

@@ -232,7 +232,7 @@ def _cli(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
                           env=ns.env, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_cli_exit_codes_json_and_diff(day: Day) -> None:
+def test_cli_exit_codes_json_and_diff(day: Day, tmp_path: Path) -> None:
     day.pay()
     day.fault("missing_entry", end_to_end_id=day.e2e(1))
     day.close_days(1)
@@ -240,6 +240,12 @@ def test_cli_exit_codes_json_and_diff(day: Day) -> None:
     assert broken.returncode == 1, broken.stderr
     report = json.loads(broken.stdout)
     assert report["run"]["break_counts"] == {"balance_mismatch": 1, "missing_at_bank": 1}
+    prom = tmp_path / "recon.prom"
+    assert _cli(day.ns, "--date", day.monday.isoformat(), "--format", "csv",
+                "--metrics-textfile", str(prom)).returncode == 1
+    text = prom.read_text()
+    assert 'settlement_reconciliation_breaks_total{type="missing_at_bank"} 1.0' in text
+    assert 'settlement_reconciliation_breaks_total{type="amount_mismatch"} 0.0' in text
     table = _cli(day.ns, "--date", day.monday.isoformat())
     assert table.returncode == 1 and "missing_at_bank" in table.stdout
     clean = _cli(day.ns, "--date", day.monday.isoformat(), "--account", PROCESSOR_USD,
