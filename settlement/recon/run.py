@@ -91,8 +91,8 @@ class _Counting:
 @dataclass
 class _Seen:
     info: StatementInfo
-    booked_sum: int = 0
-    primary: bool = False
+    booked_sum: int = 0  # every BOOK entry, signed (for the balance check)
+    covers: bool = False  # the statement's period includes the run's day
     source: _Source | None = None
 
 
@@ -223,7 +223,9 @@ class Reconciliation:
         started = datetime.now(UTC)
         window = [req.day + timedelta(days=n) for n in range(-req.tolerance.window_days,
                                                              req.tolerance.window_days + 1)]
-        sources = self._sources([req.day] if not req.files else [])
+        # every statement that may cover the day or book a neighbour's payouts (a weekend's
+        # bookings come in Monday's statement)
+        sources = self._sources(window if not req.files else [])
         heads = self._heads(sources)
         banks = set(req.banks) or ({h.bank_bic for h in heads} if req.files
                                    else set(self._store.banks(req.day)))
@@ -243,22 +245,21 @@ class Reconciliation:
                     expected += len(chunk.items)
         log.info("recon.expected_loaded", day=req.day.isoformat(), banks=sorted(banks),
                  bookings=expected)
-        # 2. the day's statements, entry by entry; neighbours' are only remembered
+        # 2. the entries booked on the day, one by one; each statement ending on the day is
+        #    checked (balances, sequence) once
         self._total = sum(s.size for s in sources)
         seen = self._pass(sources, primary=True)
-        banks |= {s.info.bank_bic for s in seen.values() if s.primary}
+        banks |= {s.info.bank_bic for s in seen.values() if s.covers}
         for s in sorted(seen.values(), key=lambda s: (s.info.bank_bic, s.info.account_id,
                                                       s.info.to_date, s.info.statement_id)):
-            if s.primary:
+            if s.info.to_date == req.day:
                 rec.statement(s.info, s.booked_sum, self._previous(s.info, seen))
         self._missing_statements(seen)
         # 3. what is still unexplained may be a booking on another day (timing)
         ours, theirs = rec.wanted_references()
         if ours:
-            neighbours = ([s.source for s in seen.values() if not s.primary and s.source is not None]
-                          if req.files else self._sources([d for d in window if d != req.day]))
-            self._total += sum(s.size for s in neighbours)
-            self._pass(neighbours, primary=False)
+            self._total += sum(s.size for s in sources)
+            self._pass(sources, primary=False)
         if theirs:
             for day in window:
                 if day == req.day:
@@ -274,7 +275,7 @@ class Reconciliation:
         record = RunRecord(
             run_id=f"{req.day:%Y%m%d}-{started:%H%M%S}-{uuid.uuid4().hex[:6]}",
             run_date=req.day, banks=sorted(banks), accounts=list(req.accounts),
-            inputs=[f"{s.info.source}#{s.info.statement_id}" for s in seen.values() if s.primary]
+            inputs=[f"{s.info.source}#{s.info.statement_id}" for s in seen.values() if s.covers]
             + [str(p) for p in req.files],
             tolerance=(f"amount={req.tolerance.amount_minor} "
                        f"value_date_days={req.tolerance.value_date_days} "
@@ -294,9 +295,10 @@ class Reconciliation:
         return RunOutcome(record, result)
 
     def _pass(self, sources: list[_Source], *, primary: bool) -> dict[tuple[str, str, str], _Seen]:
-        """Stream `sources`; statements of the day feed `entry`, others `explain_entry`."""
+        """Stream `sources`: entries booked on the day feed `entry` (primary pass), the
+        others `explain_entry` (the second pass, only when something is unexplained)."""
         seen: dict[tuple[str, str, str], _Seen] = {}
-        day, window = self._req.day, self._req.tolerance.window_days
+        day = self._req.day
         for source in sources:
             current: _Seen | None = None
             for item in self._stream(source):
@@ -304,22 +306,21 @@ class Reconciliation:
                     info = self._info(item, source)
                     key = (info.bank_bic, info.account_id, info.statement_id)
                     if key in seen or not self._in_scope(info.bank_bic, info.account_id):
-                        if key in seen:
+                        if key in seen and primary:
                             log.warning("recon.duplicate_statement", statement_id=info.statement_id,
                                         source=source.label)
                         current = None
                         continue
-                    near = abs((info.to_date - day).days) <= window
-                    current = seen[key] = _Seen(info, primary=info.to_date == day, source=source)
-                    if not near:
-                        current = None
+                    current = seen[key] = _Seen(info, covers=info.from_date <= day <= info.to_date,
+                                                source=source)
                 elif current is None:
                     continue
-                elif primary and current.primary:
-                    self._rec.entry(current.info, item)
+                elif primary:
+                    if item.booking_date == day:
+                        self._rec.entry(current.info, item)
                     if item.status == "BOOK":
                         current.booked_sum += item.signed_minor
-                elif not primary and not current.primary:
+                elif item.booking_date != day:
                     self._rec.explain_entry(current.info, item)
         return seen
 
@@ -345,7 +346,7 @@ class Reconciliation:
         """A bank and currency we expected bookings from, with no statement for the day."""
         if self._req.accounts:
             return
-        stated = {(s.info.bank_bic[:8], s.info.currency) for s in seen.values() if s.primary}
+        stated = {(s.info.bank_bic[:8], s.info.currency) for s in seen.values() if s.covers}
         for (bank, ccy), totals in sorted(self._rec.result.totals.items()):
             if totals.expected_count and (bank[:8], ccy) not in stated:
                 self._rec.missing_statement(bank, ccy, f"no {ccy} statement from {bank} "

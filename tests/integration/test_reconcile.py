@@ -44,12 +44,13 @@ _weeks = count()
 class Day:
     """One test's Monday: a mock bank, the expected payouts, the statements stored."""
 
-    def __init__(self, ns: Namespace, tmp: Path) -> None:
+    def __init__(self, ns: Namespace, tmp: Path, start_offset_days: int = 0) -> None:
         self.ns = ns
         n = next(_weeks)
         self.bic = f"MOCKDEFF{n:03d}"
         self.monday = date(2027, 1, 4) + timedelta(weeks=n)
-        start = datetime.combine(self.monday, datetime.min.time(), UTC).replace(hour=6)
+        start = datetime.combine(self.monday + timedelta(days=start_offset_days), datetime.min.time(),
+                                 UTC).replace(hour=6)
         config = parse({
             "state_dir": str(tmp / "bank"),
             "clock": {"start": start.isoformat(), "follow_real_time": False},
@@ -71,22 +72,23 @@ class Day:
     def e2e(self, i: int) -> str:
         return transaction_ids(self.txs[i][0])[1]
 
-    def pay(self) -> None:
+    def pay(self, day: date | None = None) -> None:
         """Send the pacs.008 and record what reconciliation expects, as the batcher does."""
+        day = day or self.monday
         payouts = tuple(PayoutTx(
             payout_id=po, instr_id=transaction_ids(po)[0], end_to_end_id=transaction_ids(po)[1],
             uetr=transaction_ids(po)[2], amount_minor=amount, currency="EUR",
             creditor=Party(name=f"Merchant {i}", account_id=account, bic=self.bic),
             remittance="payout", payments=1) for i, (po, account, amount) in enumerate(self.txs))
-        msg_id = f"M{self.monday:%Y%m%d}"
-        batch = SealedBatch(batch_id=f"B{self.monday}", msg_id=msg_id,
-                            created_at=datetime.combine(self.monday, datetime.min.time(), UTC),
-                            settlement_date=self.monday, currency="EUR", bank_bic=self.bic,
+        msg_id = f"M{day:%Y%m%d}"
+        batch = SealedBatch(batch_id=f"B{day}", msg_id=msg_id,
+                            created_at=datetime.combine(day, datetime.min.time(), UTC),
+                            settlement_date=day, currency="EUR", bank_bic=self.bic,
                             transactions=payouts)
         body = render_pacs008(batch, Party(name="Processor", account_id=PROCESSOR, bic=self.bic))
         assert self.bank.post(f"/banks/{self.bic}/pacs008", content=body, headers=AUTH).status_code == 200
         CassandraExpectedStore(self.session).save_payouts(batch.batch_id, [ExpectedBooking(
-            ExpectedKind.PAYOUT, self.bic, self.monday, "EUR", tx.end_to_end_id, tx.amount_minor,
+            ExpectedKind.PAYOUT, self.bic, day, "EUR", tx.end_to_end_id, tx.amount_minor,
             msg_id, f"merchant-{i}", tx.amount_minor + 10, 10) for i, tx in enumerate(payouts)])
 
     def fault(self, fault: str, **params: Any) -> None:
@@ -125,6 +127,23 @@ def day(ns_module: Namespace, tmp_path: Path) -> Iterator[Day]:
     d = Day(ns_module, tmp_path)
     yield d
     d.close()
+
+
+def test_a_weekend_settlement_is_reconciled_from_mondays_statement(ns_module: Namespace,
+                                                                    tmp_path: Path) -> None:
+    day = Day(ns_module, tmp_path, start_offset_days=-3)  # the bank's clock starts on Friday
+    try:
+        saturday, friday = day.monday - timedelta(days=2), day.monday - timedelta(days=3)
+        day.close_days(1)  # Friday's statement
+        day.pay(saturday)
+        day.close_days(3)  # booked on Saturday; Monday's statement covers Saturday to Monday
+        out = day.reconcile(saturday)
+        assert _breaks(out) == []
+        assert (out.record.matched_count, out.record.expected_count) == (2, 2)
+        assert _breaks(day.reconcile(day.monday)) == []
+        assert _breaks(day.reconcile(friday)) == []
+    finally:
+        day.close()
 
 
 def _breaks(outcome: Any) -> list[tuple[str, str, int | None, int | None]]:
