@@ -41,7 +41,7 @@ from settlement.runtime.stack import ensure_stack
 MERCHANTS = 100
 PER_PAYMENT_SHARE = 0.05  # merchants paid per payment; the others once per window
 FINAL = frozenset({"settled", "rejected", "returned"})
-USUAL_START_S = 8.0  # workers up and in their groups, on an otherwise idle 2-core machine
+USUAL_START_S = 6.0  # ledger, gateway and inbound workers up and in their groups, here
 _NOT_YET = datetime.max.replace(tzinfo=UTC)
 DEMO_BANK = {"bic": "DEFAULT", "timezone": "UTC", "holiday_calendar": "none", "weekend": [],
              "cutoffs": [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]}
@@ -59,9 +59,13 @@ class DemoRun:
     ns: Namespace
     session: Session
     bank: MockBankProcess
+    fleet: Fleet
+    env: dict[str, str]  # the workers' environment
+    log_dir: Path
     timeout_s: float
     manifest: list[loadgen.SampleRecord] = field(default_factory=list)
-    cutoff: datetime = _NOT_YET  # set when the payments are generated
+    cutoff: datetime = _NOT_YET  # these three are set when the payments are generated
+    seal_at: datetime = _NOT_YET
     settlement_date: date = date.min
     timings: dict[str, float] = field(default_factory=dict)
     statements_sent: int = 0
@@ -94,8 +98,9 @@ def demo(
     move the banks' clock through booking, returns and end of day, reconcile, and print
     what happened, checked against what was sent (exit 1 if a check fails).
 
-    The batchers use a calendar with a cutoff every minute, so the run takes about a
-    minute or two. The run's namespace is dropped at the end unless --keep.
+    The batchers have a cutoff every minute: the payments are captured just before one,
+    and the batchers' seal grace ends when they are placed, so the run takes about a
+    minute. The run's namespace is dropped at the end unless --keep.
 
     Example: settlement demo --payments 2000 --seed 7 --json demo.json
     """
@@ -104,6 +109,7 @@ def demo(
     base = app.settings(**quiet)
     t0 = time.monotonic()
     started = run(lambda: ensure_stack(base))
+    stack_s = time.monotonic() - t0
     kafka_at, cassandra_at = base.kafka.bootstrap_servers, base.cassandra.contact_points[0]
     console.print(f"stack: Kafka {kafka_at}, Cassandra {cassandra_at}:{base.cassandra.port} "
                   + ("(started)" if started else "(already running)"))
@@ -132,20 +138,24 @@ def demo(
         run(lambda: provision(ns))
         session = run(lambda: bootstrap.cassandra(ns.settings))
         cleanup.callback(session.cluster.shutdown)
-        provisioned = time.monotonic() - t0
+        provisioned = time.monotonic() - t0 - stack_s
         env = child_env({**ns.env, **_stage_env(bank.url, token)}
                         | ({"SETTLEMENT_CONFIG_FILE": str(app.config_file)} if app.config_file else {}))
+        # The batchers start once the payments' window is chosen (see _plan_seal).
+        early = {role: n for role, n in roles.items() if role != "batcher"}
         fleet = Fleet([])
-        for role, n in roles.items():
+        for role, n in early.items():
             fleet.workers += Fleet.of(role, n, env=env, log_dir=log_dir, prefix="demo-").workers
         cleanup.callback(fleet.stop)
         fleet.start()
-        d = DemoRun(run_id, ns, session, bank, timeout_s)
+        d = DemoRun(run_id, ns, session, bank, fleet, env, log_dir, timeout_s)
         _register_merchants(d, seed)
-        _wait_started(d, roles)
+        _wait_started(d, early)
+        if started:
+            d.timings["stack"] = stack_s
         d.timings["provision"] = provisioned
-        d.timings["start_processes"] = time.monotonic() - t0 - provisioned
-        _pipeline(d, payments, seed, invalid_ratio)
+        d.timings["start_processes"] = time.monotonic() - t0 - stack_s - provisioned
+        _pipeline(d, payments, seed, invalid_ratio, batchers)
         fleet.terminate()  # they drain while the summary is collected
         recon = _reconcile(d, d.settlement_date)
         mark = time.monotonic()
@@ -156,6 +166,7 @@ def demo(
         d.timings["checks"] = time.monotonic() - mark
         report["run"] = {"run_id": run_id, "namespace": ns.prefix, "seed": seed,
                          "payments": payments, "cutoff": d.cutoff.isoformat(),
+                         "seal_at": d.seal_at.isoformat(),
                          "settlement_date": d.settlement_date.isoformat(), "kept": keep}
         report["timings_s"] = {k: round(v, 1) for k, v in d.timings.items()}
         render(report)
@@ -167,9 +178,9 @@ def demo(
         raise typer.Exit(1)
 
 
-def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float) -> None:
-    """Produce payments for the next cutoff, then follow them stage by stage, moving the
-    banks' clock once the banks have answered."""
+def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float, batchers: int) -> None:
+    """Produce the payments and start the batchers, then follow the payments stage by stage,
+    moving the banks' clock as soon as the banks have every pacs.008."""
     mark = time.monotonic()
 
     def lap(name: str) -> None:
@@ -177,17 +188,23 @@ def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float) -> Non
         d.timings[name] = time.monotonic() - mark
         mark = time.monotonic()
 
-    d.cutoff = _choose_cutoff(payments, d.timings["start_processes"])
+    d.cutoff, d.seal_at = _plan_seal(payments, d.timings["start_processes"])
     d.settlement_date = d.cutoff.date()
+    grace = (d.seal_at - d.cutoff).total_seconds()
     d.manifest = _payments(d.cutoff, payments, seed, invalid_ratio)
-    console.print(f"payments captured in the window closing at {d.cutoff:%H:%M} UTC "
-                  "(the demo's batchers have a cutoff every minute)")
+    console.print(f"payments captured just before the {d.cutoff:%H:%M} UTC cutoff; the batchers "
+                  f"seal its window at {d.seal_at:%H:%M:%S} (their grace for payments in flight: "
+                  f"{grace:.0f}s)")
+    env = {**d.env, "SETTLEMENT_BATCHER__SEAL_GRACE_S": f"{grace:.1f}"}
+    batcher_fleet = Fleet.of("batcher", batchers, env=env, log_dir=d.log_dir, prefix="demo-")
+    d.fleet.workers += batcher_fleet.workers
+    batcher_fleet.start()
     produce(d.settings, d.manifest, rate=0)
     lap("produce")
     _wait_ledger(d)
     lap("ledger")
     _wait_sealed(d)
-    lap("cutoff_and_seal")
+    lap("seal")
     _wait_delivered(d)
     lap("delivery")
     _move_bank_clock(d)
@@ -209,20 +226,21 @@ def _reconcile(d: DemoRun, day: date) -> ReconSummary | None:
 # -- set-up ----------------------------------------------------------------
 
 
-def _choose_cutoff(payments: int, start_s: float) -> datetime:
-    """The first minute cutoff far enough ahead for the (running) workers to place every
-    payment before it, so none is late; waiting is the demo's main cost, so no further.
+def _plan_seal(payments: int, start_s: float) -> tuple[datetime, datetime]:
+    """The cutoff the payments are captured before, and when the batchers seal its window.
 
-    The margin is stretched when the workers took longer than usual to start (`start_s`):
-    a loaded machine is slower at everything.
+    The batchers' calendar has a cutoff every minute. Rather than wait for the next one
+    after the payments are placed (up to a minute idle), the payments are captured just
+    before a cutoff and the batchers' seal grace (how long they wait for payments still in
+    flight after a cutoff) ends when the workers will have placed them all. That estimate
+    is stretched when the workers took longer than usual to start (`start_s`): a loaded
+    machine is slower at everything. A payment placed after the seal is not lost: it is
+    late, and goes into the next window.
     """
     slowness = max(1.0, start_s / USUAL_START_S)
-    margin = timedelta(seconds=5 + payments * 0.0013 * slowness)
-    now = datetime.now(UTC)
-    cutoff = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    while cutoff - now < margin:
-        cutoff += timedelta(minutes=1)
-    return cutoff
+    seal_at = datetime.now(UTC) + timedelta(seconds=(8 + payments * 0.0015) * slowness)
+    cutoff = (seal_at - timedelta(seconds=1)).replace(second=0, microsecond=0)
+    return cutoff, seal_at
 
 
 def _register_merchants(d: DemoRun, seed: int) -> None:
@@ -232,18 +250,17 @@ def _register_merchants(d: DemoRun, seed: int) -> None:
 
 
 def _payments(cutoff: datetime, n: int, seed: int, invalid_ratio: float) -> list[loadgen.SampleRecord]:
-    """Payments captured over 5 seconds in the window that closes at `cutoff`: just now,
-    or right after it opens when it opens later."""
-    start = max(datetime.now(UTC) - timedelta(seconds=5), cutoff - timedelta(seconds=59))
+    """Payments captured over 5 seconds before `cutoff`, and no later than now."""
+    end = min(datetime.now(UTC), cutoff - timedelta(seconds=1))
+    start = max(end - timedelta(seconds=5), cutoff - timedelta(seconds=59))
     return list(loadgen.generate(n, merchants_n=MERCHANTS, currencies=list(CURRENCIES), seed=seed,
                                  invalid_ratio=invalid_ratio, duplicate_ratio=0.005,
-                                 start=start, span=timedelta(seconds=5)))
+                                 start=start, span=end - start))
 
 
 def _stage_env(bank_url: str, token: str) -> dict[str, str]:
     return {
         "SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(DEMO_BANK),
-        "SETTLEMENT_BATCHER__SEAL_GRACE_S": "1",
         "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.5",
         "SETTLEMENT_GATEWAY__DEFAULT_ENDPOINT": bank_url,
         "SETTLEMENT_GATEWAY__DEFAULT_TOKEN": token,
@@ -339,16 +356,16 @@ def _wait_sealed(d: DemoRun) -> None:
         rows = list(d.session.execute("SELECT status, settlement_date FROM batches PER PARTITION "
                                       "LIMIT 1"))
         sealed = [r for r in rows if r.status == "sealed"]
-        to_cutoff = (d.cutoff - datetime.now(UTC)).total_seconds()
-        if to_cutoff > 0:
-            return Progressed(0, len(rows) or None, f"cutoff {d.cutoff:%H:%M} UTC in {to_cutoff:.0f}s")
+        to_seal = (d.seal_at - datetime.now(UTC)).total_seconds()
+        if to_seal > 0:
+            return Progressed(0, len(rows) or None, f"seal in {to_seal:.0f}s")
         done = bool(rows) and len(sealed) == len(rows) and pending_records(
             s.kafka, f"{s.worker.group_prefix}-batcher", s.topics.items) == 0
         if done:
             d.settlement_date = max(r.settlement_date.date() for r in sealed)
         return Progressed(len(sealed), len(rows), "pacs.008 sealed", done)
 
-    _wait("batcher: batches per bank, currency, window", poll, d.timeout_s)
+    _wait("batcher: batches per bank and currency", poll, d.timeout_s)
 
 
 def _wait_delivered(d: DemoRun) -> None:

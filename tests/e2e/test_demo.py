@@ -52,9 +52,10 @@ def test_demo_summary_accounts_for_every_payment_once(stack: dict[str, Any], tmp
     assert pay["recorded"] == pay["valid"]
     assert pay["dead_lettered"] == pay["bad"] == sum(pay["dlq_reasons"].values()) > 0
 
-    # one pacs.008 per bank and currency, each sealed once and delivered
-    assert bt["count"] == bt["sealed"] == bt["pacs008"] == bt["delivered"] == 6
-    assert bt["late_payments"] == 0
+    # one pacs.008 per bank and currency (another window's too if payments came late),
+    # each sealed once and delivered
+    assert bt["count"] == bt["sealed"] == bt["pacs008"] == bt["delivered"] >= 6
+    assert bt["count"] == 6 or bt["late_payments"] > 0
     assert {(b["bank"], b["currency"]) for b in r["per_bank"]} == {
         (bic, ccy) for bic in BANKS for ccy in ("EUR", "USD")}
     assert sum(b["payouts"] for b in r["per_bank"]) == po["sent"] > 0
