@@ -41,7 +41,11 @@ from settlement.runtime.stack import ensure_stack
 MERCHANTS = 100
 PER_PAYMENT_SHARE = 0.05  # merchants paid per payment; the others once per window
 FINAL = frozenset({"settled", "rejected", "returned"})
-USUAL_START_S = 6.0  # ledger, gateway and inbound workers up and in their groups, here
+# For the batchers' seal (see _start_batchers): their start-up, how fast they place a
+# backlog, and the ledger's pace when it has shown none yet.
+MIN_BATCHER_START_S = 8.0
+BATCHER_RATE = 3000.0
+FALLBACK_LEDGER_RATE = 300.0
 _NOT_YET = datetime.max.replace(tzinfo=UTC)
 DEMO_BANK = {"bic": "DEFAULT", "timezone": "UTC", "holiday_calendar": "none", "weekend": [],
              "cutoffs": [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]}
@@ -64,8 +68,8 @@ class DemoRun:
     log_dir: Path
     timeout_s: float
     manifest: list[loadgen.SampleRecord] = field(default_factory=list)
-    cutoff: datetime = _NOT_YET  # these three are set when the payments are generated
-    seal_at: datetime = _NOT_YET
+    cutoff: datetime = _NOT_YET  # set when the payments are generated
+    seal_at: datetime = _NOT_YET  # set when the batchers start
     settlement_date: date = date.min
     timings: dict[str, float] = field(default_factory=dict)
     statements_sent: int = 0
@@ -188,20 +192,14 @@ def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float, batche
         d.timings[name] = time.monotonic() - mark
         mark = time.monotonic()
 
-    d.cutoff, d.seal_at = _plan_seal(payments, d.timings["start_processes"])
+    d.cutoff = (datetime.now(UTC) - timedelta(seconds=1)).replace(second=0, microsecond=0)
     d.settlement_date = d.cutoff.date()
-    grace = (d.seal_at - d.cutoff).total_seconds()
     d.manifest = _payments(d.cutoff, payments, seed, invalid_ratio)
-    console.print(f"payments captured just before the {d.cutoff:%H:%M} UTC cutoff; the batchers "
-                  f"seal its window at {d.seal_at:%H:%M:%S} (their grace for payments in flight: "
-                  f"{grace:.0f}s)")
-    env = {**d.env, "SETTLEMENT_BATCHER__SEAL_GRACE_S": f"{grace:.1f}"}
-    batcher_fleet = Fleet.of("batcher", batchers, env=env, log_dir=d.log_dir, prefix="demo-")
-    d.fleet.workers += batcher_fleet.workers
-    batcher_fleet.start()
+    console.print(f"payments captured just before the {d.cutoff:%H:%M} UTC cutoff "
+                  "(the demo's batchers have one every minute)")
     produce(d.settings, d.manifest, rate=0)
     lap("produce")
-    _wait_ledger(d)
+    _wait_ledger(d, partial(_start_batchers, d, batchers))
     lap("ledger")
     _wait_sealed(d)
     lap("seal")
@@ -226,21 +224,28 @@ def _reconcile(d: DemoRun, day: date) -> ReconSummary | None:
 # -- set-up ----------------------------------------------------------------
 
 
-def _plan_seal(payments: int, start_s: float) -> tuple[datetime, datetime]:
-    """The cutoff the payments are captured before, and when the batchers seal its window.
+def _start_batchers(d: DemoRun, n: int, done: int, elapsed_s: float) -> None:
+    """Start the batchers, with a seal grace (how long they wait for payments still in
+    flight after a cutoff) that ends when every payment will have been placed.
 
-    The batchers' calendar has a cutoff every minute. Rather than wait for the next one
-    after the payments are placed (up to a minute idle), the payments are captured just
-    before a cutoff and the batchers' seal grace (how long they wait for payments still in
-    flight after a cutoff) ends when the workers will have placed them all. That estimate
-    is stretched when the workers took longer than usual to start (`start_s`): a loaded
-    machine is slower at everything. A payment placed after the seal is not lost: it is
-    late, and goes into the next window.
+    The payments were captured before a cutoff that has passed: rather than wait for
+    the next one after they are placed (up to a minute idle), the seal follows the
+    ledger's pace so far, with room to spare, or the batchers' start-up when that is
+    longer. A payment placed after the seal anyway is not lost: it is late, and goes
+    into the next window.
     """
-    slowness = max(1.0, start_s / USUAL_START_S)
-    seal_at = datetime.now(UTC) + timedelta(seconds=(8 + payments * 0.0015) * slowness)
-    cutoff = (seal_at - timedelta(seconds=1)).replace(second=0, microsecond=0)
-    return cutoff, seal_at
+    total = len(d.manifest)
+    rate = done / elapsed_s if done else FALLBACK_LEDGER_RATE
+    ledger_left_s = (total - done) / max(rate, 1.0)
+    boot_s = max(MIN_BATCHER_START_S, 0.8 * d.timings["start_processes"]) + done / BATCHER_RATE
+    d.seal_at = datetime.now(UTC) + timedelta(seconds=max(1.25 * ledger_left_s + 2, boot_s) + 2)
+    grace = (d.seal_at - d.cutoff).total_seconds()
+    env = {**d.env, "SETTLEMENT_BATCHER__SEAL_GRACE_S": f"{grace:.1f}"}
+    batchers = Fleet.of("batcher", n, env=env, log_dir=d.log_dir, prefix="demo-")
+    d.fleet.workers += batchers.workers
+    batchers.start()
+    console.print(f"batchers started: they seal the {d.cutoff:%H:%M} window at {d.seal_at:%H:%M:%S} "
+                  f"UTC, {grace:.0f}s after its cutoff (the ledger's pace so far: {rate:,.0f}/s)")
 
 
 def _register_merchants(d: DemoRun, seed: int) -> None:
@@ -250,12 +255,10 @@ def _register_merchants(d: DemoRun, seed: int) -> None:
 
 
 def _payments(cutoff: datetime, n: int, seed: int, invalid_ratio: float) -> list[loadgen.SampleRecord]:
-    """Payments captured over 5 seconds before `cutoff`, and no later than now."""
-    end = min(datetime.now(UTC), cutoff - timedelta(seconds=1))
-    start = max(end - timedelta(seconds=5), cutoff - timedelta(seconds=59))
+    """Payments captured in the last seconds before `cutoff`."""
     return list(loadgen.generate(n, merchants_n=MERCHANTS, currencies=list(CURRENCIES), seed=seed,
                                  invalid_ratio=invalid_ratio, duplicate_ratio=0.005,
-                                 start=start, span=end - start))
+                                 start=cutoff - timedelta(seconds=6), span=timedelta(seconds=5)))
 
 
 def _stage_env(bank_url: str, token: str) -> dict[str, str]:
@@ -337,14 +340,20 @@ def _wait_started(d: DemoRun, roles: dict[str, int]) -> None:
     _wait("starting processes", poll, d.timeout_s)
 
 
-def _wait_ledger(d: DemoRun) -> None:
+def _wait_ledger(d: DemoRun, start_batchers: Callable[[int, float], None]) -> None:
+    """Until every record is recorded or dead-lettered; the batchers start on the way, once
+    the ledger's pace shows (a fifth of the records, or a few seconds)."""
     s, total, t0 = d.settings, len(d.manifest), time.monotonic()
+    started = False
 
     def poll() -> Progressed:
+        nonlocal started
         left = group_lag(s.kafka, f"{s.worker.group_prefix}-ledger", s.topics.payments)
-        done = max(total - left, 0)
-        return Progressed(done, total, f"{done / max(time.monotonic() - t0, 1e-9):,.0f}/s",
-                          left == 0)
+        done, elapsed = max(total - left, 0), time.monotonic() - t0
+        if not started and (done >= total / 5 or elapsed >= 6 or left == 0):
+            start_batchers(done, elapsed)
+            started = True
+        return Progressed(done, total, f"{done / max(elapsed, 1e-9):,.0f}/s", left == 0)
 
     _wait("ledger: recorded or dead-lettered", poll, d.timeout_s)
 
