@@ -171,5 +171,4 @@ def ready_members(admin: AdminClient, groups: list[str], timeout_s: float = 10) 
             continue
         stable = desc.state == ConsumerGroupState.STABLE
         out[group] = sum(1 for m in desc.members if m.assignment.topic_partitions) if stable else 0
-    admin.poll(0)  # serve the request's leftover event (else librdkafka logs it on close)
     return out

@@ -71,4 +71,3 @@ def drop(ns: Namespace, timeout_s: float = 60) -> None:
     admin = AdminClient(ns.settings.kafka.client_config())  # alive until the futures resolve
     for fut in admin.delete_topics([t.name for t in topic_specs(ns.settings.topics)]).values():
         fut.result(timeout_s)
-    admin.poll(0)  # serve leftover events (else librdkafka logs them on close)
