@@ -73,6 +73,7 @@ class DemoRun:
     settlement_date: date = date.min
     timings: dict[str, float] = field(default_factory=dict)
     statements_sent: int = 0
+    statement_days: list[date] = field(default_factory=list)  # the camt.053s' dates
 
     @property
     def settings(self) -> Settings:
@@ -218,8 +219,9 @@ def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float, batche
 def _reconcile(d: DemoRun, day: date) -> ReconSummary | None:
     """Reconcile the day's payouts with the banks' camt.053 statements.
 
-    Not in this build: `settlement reconcile` (settlement/recon/) is wired in here
-    once it lands; the summary then shows its breaks.
+    Not wired yet: `settlement reconcile` (settlement/recon/) goes here; the summary then
+    shows its breaks. The statements are dated `d.statement_days` (the banks' business
+    days: a weekend's bookings are on Monday's statement).
     """
     console.print("reconciliation: not available in this build")
     return None
@@ -424,6 +426,8 @@ def _wait_final(d: DemoRun) -> None:
         return Progressed(done, len(ours), note, done == len(ours) and stored >= d.statements_sent)
 
     _wait("inbound: payouts final", poll, d.timeout_s)
+    d.statement_days = sorted({r.to_date.date() for r in d.session.execute(
+        "SELECT to_date FROM bank_statements")})
 
 
 def _payout_statuses(session: Session) -> dict[str, tuple[str, str, int]]:
