@@ -1,5 +1,5 @@
 # settlement — the two commands a fresh machine needs:
-#   make demo   local stack + the ledger stage end to end on sample payments
+#   make demo   local stack + the whole pipeline end to end: payments, mock banks, checked summary
 #   make test   everything the CI runs (installs Python deps and the JVM servers itself)
 
 PY      ?= python3
@@ -33,7 +33,7 @@ infra-down:  ## stop both servers (WIPE=1 also deletes their data)
 infra-status:  ## show what runs where, and the log files
 	bash infra/status.sh
 
-demo: venv infra-up  ## run the ledger stage end to end on 10,000 sample payments
+demo: venv infra-up  ## 10,000 sample payments through every stage and 3 mock banks, checked (DEMO_ARGS=--help)
 	$(BIN)/settlement demo $(DEMO_ARGS)
 
 lint: venv  ## ruff, mypy --strict, the layer contract, and the committed JSON Schema

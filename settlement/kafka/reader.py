@@ -9,7 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from settlement.config import KafkaSettings
 from settlement.domain.errors import RetryableError
@@ -150,3 +158,17 @@ def pending_records(kafka: KafkaSettings, group: str, topic: str, cap: int = 10_
         return count if not left or count >= cap else max(count, 1)
     finally:
         c.close()
+
+
+def ready_members(admin: AdminClient, groups: list[str], timeout_s: float = 10) -> dict[str, int]:
+    """Per consumer group: its members holding partitions, or 0 while it is rebalancing."""
+    out: dict[str, int] = {}
+    for group, fut in admin.describe_consumer_groups(groups, request_timeout=timeout_s).items():
+        try:
+            desc = fut.result(timeout_s)
+        except KafkaException:
+            out[group] = 0
+            continue
+        stable = desc.state == ConsumerGroupState.STABLE
+        out[group] = sum(1 for m in desc.members if m.assignment.topic_partitions) if stable else 0
+    return out

@@ -71,11 +71,19 @@ class Fleet:
             w.start()
 
     def stop(self, timeout_s: float = 30) -> list[int | None]:
+        self.terminate()
+        return self.wait(timeout_s)
+
+    def terminate(self) -> None:
+        """SIGTERM every live worker (each drains and exits); `wait` collects the exit codes."""
         for w in self.workers:
             if w.alive:
                 assert w.proc is not None
                 w.proc.send_signal(signal.SIGCONT)
                 w.proc.terminate()
+
+    def wait(self, timeout_s: float = 30) -> list[int | None]:
+        """Exit codes in order; a worker still running after `timeout_s` is killed."""
         codes: list[int | None] = []
         for w in self.workers:
             if w.proc is None:

@@ -24,6 +24,7 @@ import pytest
 
 from settlement import loadgen
 from settlement.runtime.local import Fleet
+from settlement.runtime.mockbank_proc import disagreements
 from tests.conftest import Namespace, wait_until
 from tests.e2e.pipeline import minute_calendar_env, next_minute, wait_settled
 from tests.integration.helpers import payout_statuses, produce_raw, register
@@ -110,21 +111,7 @@ def test_payouts_agree_with_the_banks_under_faults_and_kills(ns: Namespace, tmp_
         ours = statuses(ns)
         theirs = bank_records(url)
     sent = {e: v for e, v in ours.items() if v[0] != "nothing_to_pay"}
-    problems = []
-    for e2e, (status, payout_id, amount) in sent.items():
-        bank = theirs.get(e2e)
-        if bank is None:
-            problems.append(f"{payout_id}: the bank never received it")
-            continue
-        if bank["credited_count"] > 1:
-            problems.append(f"{payout_id}: credited {bank['credited_count']} times")
-        want = ("returned" if bank.get("returned") else "settled") if bank["decision"] in (
-            "ACSP", "ACCP", "ACSC") else "rejected"
-        if status != want or bank["amount_minor"] != amount:
-            problems.append(f"{payout_id}: ours {status} {amount}, bank {want} {bank['amount_minor']}")
-    strays = set(theirs) - set(sent)
-    if strays:
-        problems.append(f"{len(strays)} transfers at the banks that we never sent, e.g. {sorted(strays)[:3]}")
+    problems = disagreements(sent, theirs)
     breaker_log = "".join(w.log_path.read_text() for w in victims.workers if w.role == "gateway")
     opened, closed = breaker_log.count('"new": "open"'), breaker_log.count('"new": "closed"')
     print(f"kills={kills} payouts={Counter(v[0] for v in sent.values())} "

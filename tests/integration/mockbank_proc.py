@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,16 +9,12 @@ from typing import Any
 
 import httpx
 
+from settlement.runtime.mockbank_proc import MockBankProcess
+
 TOKEN = "it-token"  # test-only credential for the local mock bank
 BANKS = [("MOCKDEFFXXX", "Europe/Berlin", "DE89370400440532013000", "DE62370400440532013001"),
          ("MOCKFRPPXXX", "Europe/Paris", "FR7630006000011234567890189", "FR7630006000011234567890190"),
          ("MOCKNL2AXXX", "Europe/Amsterdam", "NL91ABNA0417164300", "NL69ABNA0417164301")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(state_dir: Path, faults: dict[str, dict[str, Any]] | None = None,
@@ -44,29 +35,10 @@ def config(state_dir: Path, faults: dict[str, dict[str, Any]] | None = None,
 @contextmanager
 def mock_bank(tmp: Path, faults: dict[str, dict[str, Any]] | None = None,
               accounts: dict[str, list[dict[str, Any]]] | None = None) -> Iterator[str]:
-    port = free_port()
-    cfg = tmp / "banks.yaml"
-    cfg.write_text(json.dumps(config(tmp / "state", faults, accounts)))  # JSON is YAML
-    log = (tmp / "mockbank.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "settlement.bank.mockbank", "--config",
-                             str(cfg), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"mock bank did not start: {(tmp / 'mockbank.log').read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    """A mock bank server process on a free port; yields its base URL."""
+    with MockBankProcess(config(tmp / "state", faults, accounts), tmp / "banks.yaml",
+                         tmp / "mockbank.log") as bank:
+        yield bank.url
 
 
 def bank_env(url: str) -> dict[str, str]:
