@@ -33,6 +33,7 @@ from settlement.cli.demo_report import ReconSummary, add_check, collect, render
 from settlement.cli.sample import _progress, produce
 from settlement.config import Settings
 from settlement.kafka.reader import group_lag, pending_records, ready_members
+from settlement.recon.run import Reconciliation, ReconRequest
 from settlement.runtime.local import Fleet, child_env
 from settlement.runtime.mockbank_proc import MockBankProcess, bank_outcome
 from settlement.runtime.namespace import Namespace, drop, namespace, provision
@@ -169,6 +170,8 @@ def demo(
         recon = _reconcile(d, d.settlement_date)
         mark = time.monotonic()
         report = run(lambda: collect(d.settings, session, d.manifest, bank, d.statements_sent, recon))
+        add_check(report, "reconciliation: the banks' statements book exactly what was sent "
+                  "and returned (0 breaks)", recon.breaks == 0, str(recon.by_kind))
         codes = fleet.wait()
         add_check(report, "workers: every process exited cleanly", all(c == 0 for c in codes),
                   str({w.instance_id: c for w, c in zip(fleet.workers, codes, strict=True) if c}))
@@ -216,15 +219,29 @@ def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float, batche
     lap("bank_answers_applied")
 
 
-def _reconcile(d: DemoRun, day: date) -> ReconSummary | None:
-    """Reconcile the day's payouts with the banks' camt.053 statements.
-
-    Not wired yet: `settlement reconcile` (settlement/recon/) goes here; the summary then
-    shows its breaks. The statements are dated `d.statement_days` (the banks' business
-    days: a weekend's bookings are on Monday's statement).
-    """
-    console.print("reconciliation: not available in this build")
-    return None
+def _reconcile(d: DemoRun, day: date) -> ReconSummary:
+    """Reconcile the settlement day and every day a statement ended on (returns are booked
+    days later, and a weekend's bookings arrive in Monday's statement), as the reconcile
+    CronJob would, into the report tables."""
+    mark = time.monotonic()
+    days = sorted({day, *d.statement_days})
+    store = bootstrap.recon_store(d.settings, d.session)
+    matched = breaks = expected = 0
+    kinds: Counter[str] = Counter()
+    runs = []
+    for each in days:
+        out = run(lambda each=each: Reconciliation(store, ReconRequest(day=each)).run())  # type: ignore[misc]
+        matched += out.record.matched_count
+        expected += out.record.expected_count
+        breaks += out.record.breaks_count
+        kinds.update(out.record.break_counts)
+        runs.append(out.record.run_id)
+        console.print(f"reconciled {each}: {out.record.expected_count:,} expected, "
+                      f"{out.record.matched_count:,} matched, {out.record.breaks_count} break(s) "
+                      f"(run {out.record.run_id})")
+    d.timings["reconcile"] = time.monotonic() - mark
+    return ReconSummary(matched=matched, breaks=breaks, by_kind=dict(kinds), expected=expected,
+                        days=[x.isoformat() for x in days], runs=runs)
 
 
 # -- set-up ----------------------------------------------------------------

@@ -29,11 +29,14 @@ BOOKED = frozenset({"settled", "returned"})
 
 @dataclass(frozen=True)
 class ReconSummary:
-    """What reconciliation found; settlement/recon fills it in once it lands."""
+    """What `settlement reconcile` found over the demo's days (runs stored as usual)."""
 
     matched: int
     breaks: int
     by_kind: dict[str, int] = field(default_factory=dict)
+    expected: int = 0
+    days: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
 
 
 def _rows(session: Session, cql: str) -> list[Any]:
@@ -219,8 +222,9 @@ def render(report: dict[str, Any]) -> None:
     table.add_row("settled / returned", f"{po['settled']:,} / {po['returned']} "
                   f"({_reasons(po['return_reasons'])})")
     table.add_row("statements (camt.053)", f"{st['received']} received of {st['sent']} sent")
-    table.add_row("reconciliation breaks", "n/a (not available in this build)" if recon is None
-                  else f"{recon['breaks']} ({recon['matched']:,} matched)")
+    table.add_row("reconciliation", "n/a" if recon is None else
+                  f"{recon['breaks']} break(s) {_reasons(recon['by_kind'])}; {recon['matched']:,} "
+                  f"of {recon['expected']:,} expected bookings matched, days {', '.join(recon['days'])}")
     table.add_row("timings (s)", ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
     console.print(table)
     for name, ok in report["checks"].items():

@@ -88,6 +88,13 @@ def test_demo_summary_accounts_for_every_payment_once(stack: dict[str, Any], tmp
     assert st["received"] == st["sent"] > 0 and st["sent"] % 6 == 0
     assert r["parked_bank_messages"] == {}
 
+    # reconciliation: every payout the banks accepted, and every return, matched on a
+    # statement, nothing else booked, balances and sequence numbers continuous
+    recon = r["reconciliation"]
+    assert recon["breaks"] == 0, recon["by_kind"]
+    assert recon["matched"] == recon["expected"] - po["rejected"] == po["accepted"] + po["returned"]
+    assert recon["days"][0] == r["run"]["settlement_date"] and len(recon["runs"]) == len(recon["days"])
+
     assert r["checks"] and all(r["checks"].values()), r["problems"]
     assert r["exactly_once"] is True
     assert "exactly once: OK" in proc.stdout

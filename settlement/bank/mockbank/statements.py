@@ -108,7 +108,9 @@ def _statement(bank: Bank, account: str, currency: str, day: date, at: datetime)
         else:
             shown.insert(index + 1, shown[index])
     previous = state["to_date"] if state and state["to_date"] else None
-    from_date = date.fromisoformat(previous) + timedelta(days=1) if previous else day
+    # the first statement starts with the account's first booking (e.g. on a weekend)
+    first = min((date.fromisoformat(r["booking_date"]) for r in rows), default=day)
+    from_date = date.fromisoformat(previous) + timedelta(days=1) if previous else min(day, first)
     statement_id = f"STM{day:%Y%m%d}{seq:06d}{account[-12:]}"
     statement = Statement(
         msg_id=bank.new_msg_id("STM"), created_at=at, statement_id=statement_id, electronic_seq_nb=seq,
