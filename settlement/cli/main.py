@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from settlement.cli import admin, batches, bench, config_cmd, demo, ledger, mockbank, sample
+from settlement.cli import admin, batches, bench, config_cmd, demo, ledger, mockbank, replay, sample
 from settlement.cli.context import AppState
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ bench.register(app)
 config_cmd.register(app)
 batches.register(app)
 mockbank.register(app)
+replay.register(app)
 
 
 def main() -> None:
