@@ -122,6 +122,11 @@ def replay(
         _print_table(f"reset {group} on {topic}", ranges, counts, committed)
         console.print(f"{records} record(s) to read again: group {group} moves to 'from' on "
                       "each partition ('to' is the end of the topic now)")
+        if topic == s.topics.items:
+            err_console.print(
+                "[yellow]note:[/yellow] seal commands in this range are re-read as the same "
+                "commands, so their stored pacs.008 is sent to the bank again (same MsgId, "
+                "refused as a duplicate); --mode republish sends nothing twice")
         members = run(lambda: admin.members(group))
         if dry_run:
             if members:
