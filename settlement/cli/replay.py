@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from settlement import bootstrap
+from settlement.cli.admin import topics_app
 from settlement.cli.context import console, err_console, fail, run, state
 from settlement.cli.ledger import dlq_app
 from settlement.config import Settings
@@ -25,6 +26,7 @@ Mode = Literal["reset", "republish"]
 def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
     dlq_app.command("replay")(dlq_replay)
+    topics_app.command("offsets")(topics_offsets)
 
 
 @contextmanager
@@ -226,3 +228,34 @@ def dlq_replay(
         admin = run(lambda: kreplay.KafkaAdmin(s.kafka))
         n = run(lambda: kreplay.write_all(s.kafka, admin, plan.records, _txn_id(s, name), tick))
     console.print(f"sent {n} dead letter(s) back to their source topic")
+
+
+def topics_offsets(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="Topic name.")],
+    group: Annotated[str | None, typer.Option(
+        help="Consumer group to compare (default: the stage's group for this topic).")] = None,
+) -> None:
+    """Offsets per partition: earliest, stable end, high watermark, and a group's position.
+
+    'stable' is the last stable offset, the end read_committed consumers see; 'open' is
+    high - stable, the records of transactions still open. 'open' above 0 for longer than
+    kafka.transaction_timeout_ms is a hanging transaction (docs/runbook.md).
+
+    Example: settlement topics offsets payments.succeeded
+    """
+    s = state(ctx).settings()
+    group = group or bootstrap.group_for_topic(s, topic)
+    admin = run(lambda: kreplay.KafkaAdmin(s.kafka))
+    parts = run(lambda: admin.partitions(topic))
+    bounds = run(lambda: admin.bounds(topic, parts))
+    committed = run(lambda: admin.committed(group, topic, parts)) if group else {}
+    console.print(f"{topic}" + (f" (group {group})" if group else ""))
+    table = Table("partition", "earliest", "stable", "high", "open", "committed", "behind")
+    for p in parts:
+        b, c = bounds[p], committed.get(p)
+        table.add_row(str(p), str(b.low), str(b.stable), str(b.high), str(b.high - b.stable),
+                      "-" if c is None else str(c),
+                      "-" if c is None else str(max(b.stable - c, 0)))
+    console.print(table)
+    console.print("'behind' counts offsets, transaction markers included: an upper bound")
