@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from settlement.cli import admin, batches, bench, config_cmd, demo, ledger, mockbank, replay, sample
+from settlement.cli import (
+    admin,
+    batches,
+    bench,
+    config_cmd,
+    demo,
+    gateway,
+    ledger,
+    mockbank,
+    replay,
+    sample,
+)
 from settlement.cli.context import AppState
 
 app = typer.Typer(
@@ -44,6 +55,7 @@ config_cmd.register(app)
 batches.register(app)
 mockbank.register(app)
 replay.register(app)
+gateway.register(app)
 
 
 def main() -> None:
