@@ -236,11 +236,13 @@ def topics_offsets(
     group: Annotated[str | None, typer.Option(
         help="Consumer group to compare (default: the stage's group for this topic).")] = None,
 ) -> None:
-    """Offsets per partition: earliest, stable end, high watermark, and a group's position.
+    """Offsets per partition, a consumer group's position and its live members.
 
-    'stable' is the last stable offset, the end read_committed consumers see; 'open' is
-    high - stable, the records of transactions still open. 'open' above 0 for longer than
-    kafka.transaction_timeout_ms is a hanging transaction (docs/runbook.md).
+    'earliest' is the first offset kept; 'stable' the last stable offset, the
+    end read_committed consumers see; 'high' the high watermark. 'open' is
+    high - stable: records of transactions still open. 'open' above 0 for
+    longer than kafka.transaction_timeout_ms is a hanging transaction
+    (docs/runbook.md).
 
     Example: settlement topics offsets payments.succeeded
     """
@@ -259,3 +261,7 @@ def topics_offsets(
                       "-" if c is None else str(max(b.stable - c, 0)))
     console.print(table)
     console.print("'behind' counts offsets, transaction markers included: an upper bound")
+    if group:
+        members = run(lambda: admin.members(group))
+        console.print(f"group {group}: {len(members)} live member(s)"
+                      + "".join(f"\n  {m}" for m in members))

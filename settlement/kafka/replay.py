@@ -74,7 +74,9 @@ class KafkaAdmin:
     """One admin client for a command: offsets (an `OffsetSource`, read_committed) and groups."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._admin = AdminClient(kafka.client_config())
+        # log_level 5: not librdkafka's info line "Purging 1 unserved events" that
+        # describe_consumer_groups sometimes leaves at exit; warnings and errors still show.
+        self._admin = AdminClient({**kafka.client_config(), "log_level": 5})
 
     def partitions(self, topic: str) -> list[int]:
         try:
