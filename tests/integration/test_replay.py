@@ -98,8 +98,8 @@ def snapshot(s: Settings) -> dict[str, Any]:
                             "batch_messages")}
     finally:
         session.cluster.shutdown()
-    outbound = [(m.partition(), m.offset(), m.key(), m.value(), m.headers())
-                for m in committed(s, s.topics.bank_outbound)]
+    outbound = sorted(((m.partition(), m.offset(), m.key(), m.value(), m.headers())
+                       for m in committed(s, s.topics.bank_outbound)), key=lambda r: r[:2])
     return {**tables, "bank.outbound": outbound, "items": set(item_counts(s))}
 
 
