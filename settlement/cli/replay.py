@@ -17,7 +17,13 @@ from settlement.cli.ledger import dlq_app
 from settlement.config import Settings
 from settlement.domain.errors import ConfigError
 from settlement.kafka import replay as kreplay
-from settlement.kafka.positions import PartitionRange, Position, parse_position, plan_ranges
+from settlement.kafka.positions import (
+    PartitionRange,
+    Position,
+    parse_position,
+    plan_ranges,
+    skipped_ranges,
+)
 from settlement.service.replay import NEVER_REPLAYED, plan_dead_letter_replay
 
 Mode = Literal["reset", "republish"]
@@ -124,6 +130,14 @@ def replay(
         _print_table(f"reset {group} on {topic}", ranges, counts, committed)
         console.print(f"{records} record(s) to read again: group {group} moves to 'from' on "
                       "each partition ('to' is the end of the topic now)")
+        bounds = run(lambda: admin.bounds(topic, [r.partition for r in ranges]))
+        ahead = skipped_ranges(ranges, committed, bounds)
+        skipped = run(lambda: kreplay.count_records(s.kafka, topic, ahead, reader))
+        if any(skipped.values()):
+            fail(f"--from {start} is ahead of group {group} on partition(s) "
+                 f"{', '.join(str(p) for p, n in sorted(skipped.items()) if n)}: the group would "
+                 f"skip {sum(skipped.values())} record(s) it has not processed. A replay only "
+                 "moves a group back")
         if topic == s.topics.items:
             err_console.print(
                 "[yellow]note:[/yellow] seal commands in this range are re-read as the same "

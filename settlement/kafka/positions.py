@@ -134,3 +134,17 @@ def _clamp(offset: int | None, b: Bounds) -> int:
     # No record that late: the end. A record of an open transaction can match a timestamp;
     # never reach past the stable end.
     return b.stable if offset is None else max(b.low, min(offset, b.stable))
+
+
+def skipped_ranges(
+    ranges: Sequence[PartitionRange], committed: dict[int, int | None], bounds: dict[int, Bounds],
+) -> list[PartitionRange]:
+    """What a reset to each range's start would jump over: [group position, start) where the
+    start lies ahead of the group (a group without a position starts at the earliest)."""
+    out = []
+    for r in ranges:
+        at = committed.get(r.partition)
+        base = bounds[r.partition].low if at is None else max(at, bounds[r.partition].low)
+        if r.start > base:
+            out.append(PartitionRange(r.partition, base, r.start))
+    return out

@@ -168,6 +168,7 @@ def _reader(kafka: KafkaSettings, group: str) -> Consumer:
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
         "enable.partition.eof": True,
+        "auto.offset.reset": "error",  # a start deleted by retention meanwhile: fail, never skip
         "fetch.max.bytes": 64 * 1024 * 1024,
     })
 

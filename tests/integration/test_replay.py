@@ -199,7 +199,12 @@ def test_a_reset_is_refused_while_the_group_has_live_members(ns: Namespace) -> N
         assert "still has live member(s)" in " ".join(forced.stderr.split())
         assert _committed(ns) == done, "a refused reset moved offsets"
     # stopped (it left the group): the reset goes through
+    assert "0 record(s) to read again" in ok(cli(ns, "replay", "--topic", topic, "--from", "latest"))
     ok(cli(ns, "replay", "--topic", topic, "--from", "earliest"))
+    assert set(_committed(ns).values()) == {0}
+    ahead = cli(ns, "replay", "--topic", topic, "--from", "latest")  # would skip, not replay
+    assert ahead.returncode == 2
+    assert "would skip 30 record(s) it has not processed" in " ".join(ahead.stderr.split())
     assert set(_committed(ns).values()) == {0}
 
     # a SIGKILLed worker stays a member until its session times out: --force waits it out

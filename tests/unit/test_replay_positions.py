@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 from settlement.cli.main import app
 from settlement.cli.replay import check_options
 from settlement.domain.errors import ConfigError
-from settlement.kafka.positions import Bounds, PartitionRange, Position, parse_position, plan_ranges
+from settlement.kafka.positions import (
+    Bounds,
+    PartitionRange,
+    Position,
+    parse_position,
+    plan_ranges,
+    skipped_ranges,
+)
 
 T0 = int(datetime(2026, 3, 2, 9, 30, tzinfo=UTC).timestamp() * 1000)
 
@@ -131,6 +138,17 @@ def test_resolved_ranges_lie_within_each_partition(a: int, b: int, parts: list[i
     assert [r.partition for r in ranges] == sorted(set(parts or [0, 1, 2]))
     for r in ranges:
         assert 10 * r.partition <= r.start <= r.end <= 100 + 10 * r.partition
+
+
+def test_a_reset_ahead_of_the_group_names_what_it_would_skip() -> None:
+    bounds = {p: Bounds(10, 100, 100) for p in range(4)}
+    ranges = [PartitionRange(p, 50, 100) for p in range(4)]
+    committed: dict[int, int | None] = {0: 20, 1: 50, 2: 90, 3: None}
+    # behind the group: nothing skipped; ahead: [position, start); no position: from earliest
+    assert skipped_ranges(ranges, committed, bounds) == [PartitionRange(0, 20, 50),
+                                                         PartitionRange(3, 10, 50)]
+    # a position below the earliest kept offset (retention) counts from the earliest
+    assert skipped_ranges([PartitionRange(0, 50, 100)], {0: 2}, bounds) == [PartitionRange(0, 10, 50)]
 
 
 @pytest.mark.parametrize(("mode", "to", "target", "group", "force", "says"), [
