@@ -8,7 +8,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools infra-up infra-down infra-status demo test test-unit lint bench clean
+.PHONY: help venv tools infra-up infra-down infra-status demo test test-unit lint bench clean \
+        replay dlq-list dlq-replay reconcile
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -50,6 +51,24 @@ test: venv lint tools infra-up  ## lint + unit + integration + e2e fault injecti
 
 bench: venv infra-up  ## ledger throughput: exactly-once vs at-least-once, 1 and 2 workers
 	$(BIN)/settlement bench ledger $(BENCH_ARGS)
+
+replay: venv  ## replay a topic: make replay TOPIC=payments.succeeded FROM=<offset|ISO time|earliest> [TO=] [PARTITION="0 3"] [GROUP=] [MODE=reset|republish] [DRY_RUN=1]
+	$(if $(TOPIC),,$(error TOPIC is required, e.g. make replay TOPIC=payments.succeeded FROM=earliest DRY_RUN=1))
+	$(if $(FROM),,$(error FROM is required: an offset, an ISO timestamp with offset, earliest or latest))
+	$(BIN)/settlement replay --topic '$(TOPIC)' --from '$(FROM)' $(if $(TO),--to '$(TO)') \
+	  $(foreach p,$(PARTITION),-p $(p)) \
+	  $(if $(GROUP),--group '$(GROUP)') $(if $(MODE),--mode '$(MODE)') $(if $(DRY_RUN),--dry-run) $(REPLAY_ARGS)
+
+dlq-list: venv  ## dead letters by reason, with their source [TOPIC=payments.succeeded.dlq]
+	$(BIN)/settlement dlq list $(if $(TOPIC),--topic '$(TOPIC)')
+
+dlq-replay: venv  ## send dead letters back to their source topic after a fix [TOPIC=] [REASON=] [DRY_RUN=1]
+	$(BIN)/settlement dlq replay $(if $(TOPIC),--topic '$(TOPIC)') $(if $(REASON),--reason '$(REASON)') \
+	  $(if $(DRY_RUN),--dry-run)
+
+reconcile: venv  ## reconcile one day's bank statements against the ledger: make reconcile DATE=YYYY-MM-DD
+	$(if $(DATE),,$(error DATE is required, e.g. make reconcile DATE=2026-03-02))
+	$(BIN)/settlement reconcile --date '$(DATE)' $(RECONCILE_ARGS)
 
 clean:  ## remove the venv and caches (not the fetched jars in .infra/ nor .tools/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -31,6 +31,24 @@ from settlement.store.session import connect, live_hosts
 ROLES = ("ledger", "batcher", "gateway", "inbound")
 
 
+def group_id(settings: Settings, role: str) -> str:
+    """The consumer group of a stage: `<group_prefix>-<role>`."""
+    return f"{settings.worker.group_prefix}-{role}"
+
+
+def stage_inputs(settings: Settings) -> dict[str, str]:
+    """Input topic -> the role that consumes it (one stage per topic)."""
+    t = settings.topics
+    return {t.payments: "ledger", t.items: "batcher", t.bank_outbound: "gateway",
+            t.bank_inbound: "inbound"}
+
+
+def group_for_topic(settings: Settings, topic: str) -> str | None:
+    """The group whose committed offsets say how far `topic` was processed, if a stage reads it."""
+    role = stage_inputs(settings).get(topic)
+    return None if role is None else group_id(settings, role)
+
+
 class _Calendars:
     """Adapts the calendar registry to what the batcher needs."""
 
@@ -104,7 +122,7 @@ def build_worker(settings: Settings, role: str) -> Worker:
         worker=settings.worker,
         handler=handler,
         topics=[settings.topics.payments],
-        group_id=f"{settings.worker.group_prefix}-{role}",
+        group_id=group_id(settings, role),
         role=role,
         tick_interval_s=settings.ledger.park_release_interval_s,
     )
@@ -129,7 +147,7 @@ def _batcher(settings: Settings) -> Worker:
         worker=settings.worker,
         handler=handler,
         topics=[settings.topics.items],
-        group_id=f"{settings.worker.group_prefix}-batcher",
+        group_id=group_id(settings, "batcher"),
         role="batcher",
         tick_interval_s=settings.batcher.seal_check_interval_s,
     )
@@ -148,7 +166,7 @@ def _gateway(settings: Settings) -> Worker:
     loop = StageLoop(
         kafka=settings.kafka, worker=settings.worker, handler=handler,
         topics=[settings.topics.bank_outbound],
-        group_id=f"{settings.worker.group_prefix}-gateway", role="gateway",
+        group_id=group_id(settings, "gateway"), role="gateway",
         tick_interval_s=min(settings.gateway.poll_interval_s, 1.0),
     )
     return _worker(settings, loop, session)
@@ -161,6 +179,6 @@ def _inbound(settings: Settings) -> Worker:
     loop = StageLoop(
         kafka=settings.kafka, worker=settings.worker, handler=handler,
         topics=[settings.topics.bank_inbound],
-        group_id=f"{settings.worker.group_prefix}-inbound", role="inbound",
+        group_id=group_id(settings, "inbound"), role="inbound",
     )
     return _worker(settings, loop, session)

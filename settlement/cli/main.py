@@ -13,9 +13,11 @@ from settlement.cli import (
     bench,
     config_cmd,
     demo,
+    gateway,
     ledger,
     mockbank,
     reconcile,
+    replay,
     sample,
 )
 from settlement.cli.context import AppState
@@ -54,6 +56,8 @@ config_cmd.register(app)
 batches.register(app)
 mockbank.register(app)
 reconcile.register(app)
+replay.register(app)
+gateway.register(app)
 
 
 def main() -> None:

@@ -114,6 +114,7 @@ class StageLoop:
         conf = {
             **self._kafka.client_config(),
             "group.id": self._group_id,
+            "client.id": self._txn_id,  # names the replica in describe-group output
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",

@@ -104,9 +104,12 @@ class CassandraBatchStore:
     def create(self, headers: Sequence[BatchHeader], epoch: int) -> None:
         params = [(h.batch_id, epoch, h.bank_bic, h.currency, h.window_id, h.cutoff_at,
                    h.settlement_date, h.shard, h.items_partition) for h in headers]
-        self._all(self._create, params, "create batches")
+        created = self._all(self._create, params, "create batches")
+        # Index only batches that are open: an item replayed after its batch was sealed
+        # names that batch again, and this plain INSERT would set its status back to 'open'.
+        still_open = [h for h, res in zip(headers, created, strict=True) if _is_open(res.one())]
         self._all(self._index, [(h.items_topic, h.items_partition, h.batch_id, h.bank_bic,
-                                 h.currency, h.window_id, h.cutoff_at) for h in headers],
+                                 h.currency, h.window_id, h.cutoff_at) for h in still_open],
                   "index batches")
 
     def add(self, groups: dict[str, list[BatchRow]], epoch: int) -> dict[str, AddOutcome]:
@@ -207,6 +210,11 @@ class CassandraBatchStore:
 
     def _all(self, stmt: Any, params: list[tuple[Any, ...]], what: str) -> list[Any]:
         return execute_all(self._s, stmt, params, what, self._concurrency)
+
+
+def _is_open(row: Any) -> bool:
+    """Created now, or found open (a retry after a crash between create and index)."""
+    return bool(row.applied) or getattr(row, "status", None) == "open"
 
 
 def _outcome(row: Any, epoch: int) -> AddOutcome:
