@@ -151,8 +151,11 @@ def run_recon_bench(base: Settings, n: int, breaks_each: int, workdir: Path, tag
             report_bytes, err_text = out.read(), err.read().decode(errors="replace")
         if proc.returncode not in (0, 1):
             raise RuntimeError(f"reconcile failed ({proc.returncode}): {err_text[-2000:]}")
-        # the reconcile process, plus its parser process (they run at the same time)
-        rss_kb = usage.ru_maxrss + 1024 * json.loads(report_bytes)["resources"]["parser_peak_rss_mb"]
+        # the reconcile process (its own VmHWM, as it reports it, not more than the kernel's
+        # ru_maxrss), plus its parser process: they run at the same time
+        resources = json.loads(report_bytes)["resources"]
+        rss_kb = (min(usage.ru_maxrss, 1024 * resources["peak_rss_mb"])
+                  + 1024 * resources["parser_peak_rss_mb"])
         report = json.loads(report_bytes)
         return ReconBenchResult(
             entries=n, expected=report["run"]["expected"], injected_breaks=injected,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import resource
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from settlement import bootstrap, metrics
 from settlement.cli.context import console, err_console, fail, run, state
 from settlement.domain.money import format_minor
 from settlement.domain.reconciliation import Break, RunRecord, Tolerance
+from settlement.recon.parse import peak_rss_kb
 from settlement.recon.run import Reconciliation, ReconRequest
 
 EXIT_CLEAN, EXIT_BREAKS = 0, 1
@@ -209,7 +209,7 @@ def reconcile(
 
     parsers: list[int] = []
     record = run(_go)  # a refused statement (ReconInputError) exits 2, nothing stored
-    resources = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    resources = {"peak_rss_mb": round(peak_rss_kb() / 1024, 1),
                  "parser_peak_rss_mb": round(max(parsers, default=0) / 1024, 1)}
     for type_, n in record.break_counts.items():
         metrics.record_breaks(type_, n)

@@ -27,6 +27,19 @@ BATCH = 2000
 PARALLEL_FROM_BYTES = 16 << 20  # smaller inputs are parsed in-process
 
 
+def peak_rss_kb() -> int:
+    """This process's own peak RSS: VmHWM (ru_maxrss would include the parent's RSS at
+    fork time, which Linux carries across exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 class _Counted:
     def __init__(self, raw: Any) -> None:
         self.raw, self.read_bytes = raw, 0
@@ -50,7 +63,7 @@ def _child(path: str, max_bytes: int, conn: Connection) -> None:
                     conn.send(("items", batch, counted.read_bytes))
                     batch = []
             conn.send(("items", batch, counted.read_bytes))
-        conn.send(("end", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        conn.send(("end", peak_rss_kb()))
     except MessageRefusedError as exc:
         conn.send(("refused", exc.code, exc.detail))
     except OSError as exc:

@@ -36,6 +36,7 @@ from settlement.service.ports import ReconStore
 
 log = structlog.get_logger(__name__)
 CHUNK_LINES = 10_000
+OTHER_DAYS_KEPT = 200_000  # entries of neighbouring days held for the timing pass
 Progress = Callable[[int, int], None]  # (bytes read, bytes in all)
 
 
@@ -129,6 +130,8 @@ class Reconciliation:
         self._total = 0
         self.parser_rss_kb: list[int] = []  # peak RSS of the parser processes, if any
         self._prestarted: dict[str, ChildParser] = {}
+        # entries of the read statements booked on other days: they may be ours, late
+        self._others: list[tuple[StatementInfo, BookedLine]] | None = []
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -257,9 +260,13 @@ class Reconciliation:
         self._missing_statements(seen)
         # 3. what is still unexplained may be a booking on another day (timing)
         ours, theirs = rec.wanted_references()
-        if ours:
+        if ours and self._others is not None:
+            for info, line in self._others:
+                rec.explain_entry(info, line)
+        elif ours:
             self._total += sum(s.size for s in sources)
             self._pass(sources, primary=False)
+        self._others = None
         if theirs:
             for day in window:
                 if day == req.day:
@@ -318,6 +325,10 @@ class Reconciliation:
                 elif primary:
                     if item.booking_date == day:
                         self._rec.entry(current.info, item)
+                    elif self._others is not None and item.status == "BOOK":
+                        self._others.append((current.info, item))  # for the timing pass
+                        if len(self._others) > OTHER_DAYS_KEPT:
+                            self._others = None  # too many: that pass re-reads the files
                     if item.status == "BOOK":
                         current.booked_sum += item.signed_minor
                 elif item.booking_date != day:
