@@ -57,7 +57,18 @@ Currency = Annotated[
 ]
 
 
+# Far outside any real capture time, and far from the ends of Python's datetime range:
+# converting 9999-12-31T23:30-01:00 to UTC, or finding its cutoff window, would overflow.
+EARLIEST_CAPTURE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_CAPTURE = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _to_utc(value: datetime) -> datetime:
+    if not EARLIEST_CAPTURE <= value < LATEST_CAPTURE:  # compared without converting
+        raise PydanticCustomError(
+            "datetime_out_of_range", "{value} is not between 1970-01-01 and 9000-01-01 UTC",
+            {"value": value.isoformat()},
+        )
     return value.astimezone(UTC)
 
 
@@ -84,7 +95,8 @@ class PaymentSucceeded(BaseModel):
         description="Processor fee in minor units; the merchant is paid amount - fee.",
     )
     currency: Currency
-    captured_at: UtcDatetime = Field(description="Capture time, RFC 3339 with an offset.")
+    captured_at: UtcDatetime = Field(
+        description="Capture time, RFC 3339 with an offset, from 1970 to 9000 (UTC).")
     metadata: dict[str, str] = Field(
         default_factory=dict, max_length=32,
         description="Free-form producer annotations; carried, never interpreted.",

@@ -54,6 +54,8 @@ BAD_CASES = [
     ("unknown_schema_version", with_(schema_version=2), "unknown_schema_version"),
     ("naive_timestamp", with_(captured_at="2026-11-02T09:00:00"), "captured_at_not_utc_aware"),
     ("id_with_spaces", with_(payment_id="pay 1"), "invalid_field"),
+    # past the end of the datetime range once in UTC: this crashed the worker (OverflowError)
+    ("captured_at_overflows_in_utc", with_(captured_at="9999-12-31T23:30:00-01:00"), "invalid_field"),
     ("oversized", with_(metadata={"pad": "x" * MAX}), "oversized"),
 ]
 
