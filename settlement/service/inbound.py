@@ -42,6 +42,13 @@ from settlement.service.ports import (
 log = structlog.get_logger(__name__)
 MAX_BODY = 10 * 1024 * 1024
 ACCEPTED = {"ACSP", "ACCP", "ACSC", "ACTC", "ACWC"}
+MAX_BANK_LABEL = 64  # a BIC is 8 or 11 characters; the label keys Cassandra partitions
+
+
+def _bank_of(rec: InboundRecord) -> str:
+    """The sending bank: the bank_bic header, else the record key; any bytes, never a crash."""
+    label = header(rec.headers, "bank_bic") or (rec.key or b"").decode("utf-8", "replace")
+    return label[:MAX_BANK_LABEL] or "?"
 
 
 @dataclass
@@ -75,7 +82,7 @@ class InboundHandler:
         return result
 
     def _one(self, rec: InboundRecord, result: HandlerResult) -> None:
-        bank = header(rec.headers, "bank_bic") or (rec.key or b"").decode() or "?"
+        bank = _bank_of(rec)
         src = f"{rec.source.topic}/{rec.source.partition}@{rec.source.offset}"
         body = rec.value or b""
         try:

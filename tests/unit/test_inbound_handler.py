@@ -188,3 +188,22 @@ def test_hostile_or_broken_input_is_parked_with_a_reason(env, body: bytes) -> No
     assert h.handle([feed(body)]).outputs == []
     [(reason, detail)] = store.parked
     assert reason.startswith("refused_") and detail
+
+
+@pytest.mark.parametrize(("key", "headers", "bank"), [
+    (b"\xff\xfeMOCK", [], "\ufffd\ufffdMOCK"),  # not UTF-8: this crashed the worker
+    (b"B" * 100_000, [], "B" * 64),  # past Cassandra's 64 KiB key limit if used as it is
+    (None, [], "?"),
+], ids=["binary_key", "huge_key", "no_key"])
+def test_any_record_key_names_a_bank_and_the_message_is_still_parked(
+    key: bytes | None, headers: list[tuple[str, bytes]], bank: str,
+) -> None:
+    parked: list[str] = []
+
+    class Store(FakeInbound):
+        def park(self, bank_bic: str, *args: object) -> None:  # type: ignore[override]
+            parked.append(bank_bic)
+
+    h = InboundHandler(Store(), TOPICS, "in-test")
+    h.handle([InboundRecord(SourceRef(TOPICS.bank_inbound, 0, 1), key, b"<x/>", headers)])
+    assert parked == [bank]
