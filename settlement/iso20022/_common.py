@@ -25,6 +25,9 @@ from settlement.iso20022.xml import Element, local_name, message_type, parse_sec
 T = TypeVar("T")
 
 MAX_TOTAL_DIGITS = 18  # totalDigits of the XSD amount types
+# Longest text read from a bank message (ISO ids are Max35Text, the longest common text type
+# Max2048Text): anything longer is refused, so every value read can key a Cassandra row.
+MAX_TEXT = 2048
 MAX_CODE = 4  # External...Code types are 1..4 characters; longer reasons go to Prtry
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _IBAN = re.compile(r"^[A-Z]{2}[0-9]{2}[a-zA-Z0-9]{1,30}$")
@@ -140,7 +143,16 @@ def _text(el: Element, path: str) -> str | None:
     if found is None:
         return None
     text = found.text
-    return "" if text is None else str(text)
+    if text is None:
+        return ""
+    return checked_text(str(text), path)
+
+
+def checked_text(text: str, where: str) -> str:
+    """`text`, or "bad_value" when it is longer than any ISO 20022 text we read (MAX_TEXT)."""
+    if len(text) > MAX_TEXT:
+        raise MessageRefusedError("bad_value", f"{where} is {len(text)} characters; at most {MAX_TEXT}")
+    return text
 
 
 def required(el: Element, path: str) -> str:
@@ -190,9 +202,12 @@ def parse_amount(el: Element | None, where: str) -> tuple[int, str]:
     if not currency:
         raise MessageRefusedError("missing_element", f"{where} has no Ccy")
     try:
-        return parse_decimal(el.text, str(currency)), str(currency)
+        minor = parse_decimal(el.text, str(currency))
     except ValueError as exc:  # includes UnknownCurrencyError
         raise MessageRefusedError("bad_amount", f"{where}: {exc}") from exc
+    if len(str(minor)) > MAX_TOTAL_DIGITS:  # the XSD's limit; also keeps it a Cassandra bigint
+        raise MessageRefusedError("bad_amount", f"{where}: more than {MAX_TOTAL_DIGITS} digits")
+    return minor, str(currency)
 
 
 def parse_reason(el: Element) -> str | None:

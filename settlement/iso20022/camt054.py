@@ -233,6 +233,8 @@ def _read_details(el: Element, e2e: list[str], uetrs: list[str]) -> tuple[str | 
         part_name = names.get(part.tag) or _name(part)
         if part_name == "Btch" and batch_msg is None:
             batch_msg = _code(part, "MsgId", "MsgId")
+            if batch_msg is not None:
+                c.checked_text(batch_msg, "Btch/MsgId")
         elif part_name == "TxDtls":
             for item in part:
                 item_name = names.get(item.tag) or _name(item)
@@ -240,7 +242,7 @@ def _read_details(el: Element, e2e: list[str], uetrs: list[str]) -> tuple[str | 
                     for r in item:
                         ref_name = names.get(r.tag) or _name(r)
                         if ref_name == "EndToEndId" or ref_name == "UETR" or ref_name == "MsgId":
-                            text = (r.text or "").strip()
+                            text = c.checked_text((r.text or "").strip(), f"Refs/{ref_name}")
                             if not text:
                                 continue
                             if ref_name == "EndToEndId":
@@ -280,7 +282,7 @@ def parse_entry_line(el: Element) -> BookedLine:
         elif name == "ValDt":
             value = _day(child, "ValDt")
         elif name == "AcctSvcrRef":
-            acct_ref = (child.text or "").strip() or None
+            acct_ref = c.checked_text((child.text or "").strip(), "AcctSvcrRef") or None
         elif name == "BkTxCd":
             is_return = is_return or _is_return_code(child)
         elif name == "NtryDtls":

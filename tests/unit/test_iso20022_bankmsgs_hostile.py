@@ -75,3 +75,21 @@ def test_a_pacs008_is_the_wrong_message(family: str) -> None:
 @pytest.mark.parametrize("data", [b"<Document><x/></Document>", b"<foo/>", b"<a xmlns='urn:x'><Stmt/></a>"])
 def test_a_non_iso_document_is_refused(family: str, data: bytes) -> None:
     assert _refused(SAMPLES[family][0], data) == "wrong_namespace"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_id_longer_than_any_iso_text_is_refused(family: str) -> None:
+    # 70,000 characters: past Cassandra's 64 KiB key limit, where a MsgId would be stored
+    parser, data = SAMPLES[family]
+    head, tail = data.split(b"<MsgId>", 1)
+    hostile = head + b"<MsgId>" + b"M" * 70_000 + tail[tail.index(b"</MsgId>"):]
+    assert _refused(parser, hostile) == "bad_value"
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "pacs.002"])  # pacs.002 has none
+def test_an_amount_of_more_than_18_digits_is_refused(family: str) -> None:
+    # the XSD's totalDigits; a bigger one would not fit the bigint columns it is stored in
+    parser, data = SAMPLES[family]
+    head, tail = data.split(b'Ccy="EUR">', 1)
+    hostile = head + b'Ccy="EUR">' + b"9" * 40 + tail[tail.index(b"<"):]
+    assert _refused(parser, hostile) == "bad_amount"

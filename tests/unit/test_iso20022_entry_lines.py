@@ -48,6 +48,9 @@ def test_version_02_and_date_times_read_the_same_both_ways() -> None:
     (b"<CdtDbtInd>DBIT</CdtDbtInd>", b"<CdtDbtInd>DEBIT</CdtDbtInd>", "bad_value"),
     (b"<Cd>BOOK</Cd>", b"<Cd>DONE</Cd>", "bad_value"),
     (b'Ccy="EUR">', b'Ccy="EUR">0.001', "bad_amount"),
+    (b'Ccy="EUR">1500.00', b'Ccy="EUR">12345678901234567.00', "bad_amount"),  # 19 digits
+    (b"<EndToEndId>E1<", b"<EndToEndId>" + b"E" * 3000 + b"<", "bad_value"),
+    (b"<AcctSvcrRef>BANKREF-1<", b"<AcctSvcrRef>" + b"R" * 3000 + b"<", "bad_value"),
 ])
 def test_broken_entries_are_refused_both_ways(old: bytes, new: bytes, code: str) -> None:
     data = render_camt053(STATEMENT).replace(old, new, 1)
