@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from settlement.domain.errors import ConfigError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -299,14 +302,20 @@ def _config_file() -> Path | None:
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the one Settings object; `config_file` beats SETTLEMENT_CONFIG_FILE."""
-    global _config_file_override
-    if config_file is not None and not config_file.is_file():
-        from settlement.domain.errors import ConfigError
+    """Build the one Settings object; `config_file` beats SETTLEMENT_CONFIG_FILE.
 
-        raise ConfigError(f"config file not found: {config_file}")
+    A file named either way must exist and be UTF-8 TOML: a ConfigError otherwise, never
+    skipped (a pod whose config mount is missing must not start on the defaults).
+    """
+    global _config_file_override
+    path = config_file if config_file is not None else _config_file()
+    if path is not None and not path.is_file():
+        origin = "" if config_file is not None else " (SETTLEMENT_CONFIG_FILE)"
+        raise ConfigError(f"config file not found: {path}{origin}")
     _config_file_override = config_file
     try:
         return Settings(**overrides)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid UTF-8 TOML: {exc}") from exc
     finally:
         _config_file_override = None

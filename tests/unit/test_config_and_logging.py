@@ -61,3 +61,27 @@ def test_configuration_reference_is_up_to_date() -> None:
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert doc.read_text(encoding="utf-8") == reference(), (
         "docs/configuration.md drifted: run `settlement config docs > docs/configuration.md`")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[worker\ncommit_interval_ms = 1\n", "not valid UTF-8 TOML: Expected ']'"),
+    (b"\xff\xfe[worker]\n", "not valid UTF-8 TOML: 'utf-8' codec"),
+], ids=["broken_toml", "not_utf8"])
+def test_an_unreadable_config_file_is_a_config_error(tmp_path: Path, content: bytes,
+                                                      message: str) -> None:
+    # these escaped as TOMLDecodeError / UnicodeDecodeError: a traceback and exit 1
+    cfg = tmp_path / "s.toml"
+    cfg.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cfg)
+
+
+def test_a_config_file_named_by_the_environment_must_exist(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    # it was skipped silently, so a worker whose config mount was missing ran on the defaults
+    monkeypatch.setenv("SETTLEMENT_CONFIG_FILE", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"not found: .*missing.toml \(SETTLEMENT_CONFIG_FILE\)"):
+        load_settings()
+    monkeypatch.setenv("SETTLEMENT_CONFIG_FILE", str(tmp_path))  # a directory
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings()
