@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from settlement import bootstrap
@@ -136,7 +137,7 @@ def merchants_import(
     except (ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(f"cannot read {path}: {exc}")
     for e in errors:
-        err_console.print(f"[yellow]invalid[/yellow] {e}")
+        err_console.print(f"[yellow]invalid[/yellow] {escape(e)}")
     if errors and not allow_partial:
         fail(f"{len(errors)} invalid row(s); nothing imported (use --allow-partial to skip them)")
     s = state(ctx).settings()

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from settlement import logging as slog
 from settlement.config import Settings, load_settings
@@ -60,14 +61,14 @@ def cli_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        err_console.print(f"[red]error:[/red] invalid settings or input:\n{exc}")
+        err_console.print(f"[red]error:[/red] invalid settings or input:\n{escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from exc
     except RetryableError as exc:
-        err_console.print(f"[red]error:[/red] a dependency is unavailable: {exc}\n"
+        err_console.print(f"[red]error:[/red] a dependency is unavailable: {escape(str(exc))}\n"
                           "hint: is the local stack up? run `make infra-up`")
         raise typer.Exit(EXIT_ERROR) from exc
     except (FatalError, SettlementError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from exc
 
 
@@ -77,6 +78,6 @@ def run(fn: Callable[[], T]) -> T:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")  # [..] in it is text, not markup
     sys.stderr.flush()
     raise typer.Exit(code)

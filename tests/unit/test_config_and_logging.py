@@ -85,3 +85,16 @@ def test_a_config_file_named_by_the_environment_must_exist(monkeypatch: pytest.M
     monkeypatch.setenv("SETTLEMENT_CONFIG_FILE", str(tmp_path))  # a directory
     with pytest.raises(ConfigError, match="not found"):
         load_settings()
+
+
+def test_cli_errors_print_brackets_as_text_not_markup(tmp_path: Path) -> None:
+    # rich read "[a-z][a-z0-9_]" as markup tags and dropped them from the message
+    from typer.testing import CliRunner
+
+    from settlement.cli.main import app
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[cassandra]\nkeyspace = "Bad-Name"\n')
+    result = CliRunner().invoke(app, ["--config", str(cfg), "config", "show"])
+    assert result.exit_code == 2
+    assert "pattern '^[a-z][a-z0-9_]{0,47}$'" in result.stderr
