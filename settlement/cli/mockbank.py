@@ -26,5 +26,6 @@ def mock_bank(
     Example: settlement mock-bank --config examples/banks.yaml --port 8686
     """
     from settlement.bank.mockbank.server import serve
+    from settlement.cli.context import run
 
-    serve(config, host=host, port=port)
+    run(lambda: serve(config, host=host, port=port))  # a bad config: one line, exit 2

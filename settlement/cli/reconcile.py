@@ -173,6 +173,8 @@ def reconcile(
         fail("--date is required (YYYY-MM-DD, today or yesterday)")
     if fmt not in ("table", "json", "csv"):
         fail(f"--format must be table, json or csv, not {fmt!r}")
+    if min(amount_tolerance or 0, value_date_days or 0, window_days or 0) < 0:
+        fail("tolerances must be >= 0")  # before Tolerance(), which raises ValueError on them
     settings = state(ctx).settings()
     rs = settings.recon
     request = ReconRequest(
@@ -183,9 +185,6 @@ def reconcile(
             window_days=rs.window_days if window_days is None else window_days),
         banks=tuple(bank or ()), accounts=tuple(account or ()), files=tuple(statement or ()),
         dry_run=dry_run, max_statement_bytes=rs.max_statement_bytes)
-    if min(request.tolerance.amount_minor, request.tolerance.value_date_days,
-           request.tolerance.window_days) < 0:
-        fail("tolerances must be >= 0")
 
     def _go() -> RunRecord:
         session = bootstrap.cassandra(settings)

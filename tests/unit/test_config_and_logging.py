@@ -98,3 +98,29 @@ def test_cli_errors_print_brackets_as_text_not_markup(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(cfg), "config", "show"])
     assert result.exit_code == 2
     assert "pattern '^[a-z][a-z0-9_]{0,47}$'" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "files", "message"), [
+    (["reconcile", "--date", "2026-11-20", "--amount-tolerance", "-1"], {},
+     "tolerances must be >= 0"),
+    (["mock-bank", "--config", "@bad.yaml"], {"bad.yaml": b"banks: [\n"},
+     "cannot read mock bank config"),
+    (["mock-bank", "--config", "@bin.yaml"], {"bin.yaml": b"\xff\xfe\x00"},
+     "cannot read mock bank config"),
+    (["mock-bank", "--config", "@list.yaml"], {"list.yaml": b"- a\n"},
+     "expected a mapping at the top level"),
+], ids=["negative_tolerance", "broken_yaml", "binary_yaml", "yaml_not_a_mapping"])
+def test_bad_arguments_exit_2_with_one_line_not_a_traceback(
+    tmp_path: Path, args: list[str], files: dict[str, bytes], message: str,
+) -> None:
+    # each of these escaped as ValueError / ConfigError: a traceback and exit 1
+    from typer.testing import CliRunner
+
+    from settlement.cli.main import app
+
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    argv = [str(tmp_path / a[1:]) if a.startswith("@") else a for a in args]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split())

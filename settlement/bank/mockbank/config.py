@@ -182,7 +182,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> MockBankConf
     """Read and validate a YAML config; relative state_dir is taken from the current directory."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read mock bank config {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
