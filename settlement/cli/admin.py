@@ -102,7 +102,7 @@ def _upsert(settings: Any, accounts: list[MerchantAccount]) -> int:
 
 
 def _read_accounts(path: Path) -> tuple[list[MerchantAccount], list[str]]:
-    rows: list[dict[str, Any]]
+    rows: list[Any]  # a .json or .jsonl row may be any JSON value; each is validated below
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
@@ -110,10 +110,15 @@ def _read_accounts(path: Path) -> tuple[list[MerchantAccount], list[str]]:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     elif path.suffix.lower() == ".json":
         rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise ValueError(f"a .json file must hold a list of accounts, got {type(rows).__name__}")
     else:
         raise ValueError(f"{path}: use .csv, .json or .jsonl")
     good, errors = [], []
     for n, row in enumerate(rows, start=1):
+        if isinstance(row, dict) and None in row:  # csv.DictReader's key for surplus values
+            errors.append(f"row {n}: {len(row[None])} more value(s) than the header has columns")
+            continue
         try:
             good.append(MerchantAccount.model_validate(row))
         except (ValidationError, ValueError) as exc:
