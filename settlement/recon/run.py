@@ -196,8 +196,10 @@ class Reconciliation:
                 first = next(stream, None)
             finally:
                 stream.close()
-            if isinstance(first, StatementHeader):
-                heads.append(self._info(first, source))
+            if not isinstance(first, StatementHeader):  # else it would count as a day without
+                raise ReconInputError(  # bookings, and a run on it could come out clean
+                    f"{source.label}: refused (missing_element): BkToCstmrStmt/Stmt is missing")
+            heads.append(self._info(first, source))
         self._read = 0
         return heads
 

@@ -1,10 +1,12 @@
-"""Small in-memory fakes of the ledger's ports (unit tests only)."""
+"""Small in-memory fakes of the ledger's and reconciliation's ports (unit tests only)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import date
 
 from settlement.domain.merchant import MerchantAccount
+from settlement.domain.reconciliation import ExpectedChunk, ReconResult, RunRecord
 from settlement.service.ports import LedgerEntry, ParkedPayment, StoredLedgerRow
 
 
@@ -47,3 +49,32 @@ class FakeMerchants:
 
     def lookup(self, merchant_id: str, currency: str) -> MerchantAccount | None:
         return self.accounts.get((merchant_id, currency))
+
+
+class FakeReconStore:
+    """Reconciliation's store with nothing expected and nothing received: for statement files."""
+
+    def __init__(self) -> None:
+        self.saved: list[RunRecord] = []
+
+    def banks(self, day: date) -> list[str]:
+        return []
+
+    def expected(self, bank: str, day: date) -> Iterator[ExpectedChunk]:
+        return iter(())
+
+    def statements_of(self, day: date) -> list[tuple[str, str, str]]:
+        return []
+
+    def statement_body(self, bank: str, account: str, day: date, statement_id: str) -> bytes:
+        raise AssertionError("no statement is stored")
+
+    def previous_statement(self, bank: str, account: str, before: date) -> bytes | None:
+        return None
+
+    def payout_statuses(self, end_to_end_ids: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    def save_run(self, run: RunRecord, result: ReconResult,
+                 matched: dict[str, list[tuple[int, bytes]]]) -> None:
+        self.saved.append(run)
