@@ -130,12 +130,13 @@ def build_worker(settings: Settings, role: str) -> Worker:
 
 
 def _batcher(settings: Settings) -> Worker:
+    calendars = _Calendars(settings)  # a bad [[banks]] entry fails before anything connects
     session = cassandra(settings)
     worker_id = f"batcher-{settings.worker.instance_id}"
     handler = BatcherHandler(
         CassandraBatchStore(session, settings.cassandra.concurrency),
         merchant_registry(settings, session),
-        _Calendars(settings),
+        calendars,
         settings.topics,
         settings.batcher,
         settings.processor,

@@ -109,7 +109,11 @@ def test_cli_errors_print_brackets_as_text_not_markup(tmp_path: Path) -> None:
      "cannot read mock bank config"),
     (["mock-bank", "--config", "@list.yaml"], {"list.yaml": b"- a\n"},
      "expected a mapping at the top level"),
-], ids=["negative_tolerance", "broken_yaml", "binary_yaml", "yaml_not_a_mapping"])
+    # a bad calendar was reported only after connecting to Cassandra (or as "unavailable")
+    (["--config", "@banks.toml", "worker", "--role", "batcher"],
+     {"banks.toml": b'[[banks]]\nbic = "MOCKDEFFXXX"\ncutoffs = ["25:00"]\n'},
+     "bank MOCKDEFFXXX: cutoff '25:00' is not a 24-hour time"),
+], ids=["negative_tolerance", "broken_yaml", "binary_yaml", "yaml_not_a_mapping", "bad_cutoff"])
 def test_bad_arguments_exit_2_with_one_line_not_a_traceback(
     tmp_path: Path, args: list[str], files: dict[str, bytes], message: str,
 ) -> None:
@@ -121,6 +125,6 @@ def test_bad_arguments_exit_2_with_one_line_not_a_traceback(
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     argv = [str(tmp_path / a[1:]) if a.startswith("@") else a for a in args]
-    result = CliRunner().invoke(app, argv)
+    result = CliRunner().invoke(app, argv, env={"SETTLEMENT_CASSANDRA__PORT": "1"})  # none up
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())
