@@ -56,7 +56,8 @@ class Case:
         return _value(self.input)
 
     def before(self) -> list[bytes | None]:
-        """Records delivered (and accepted) just before this one, e.g. the first of a conflict."""
+        """Records delivered (and accepted) just before this one, e.g. the first of a conflict;
+        they carry the case's key, so they are in its partition, in order."""
         return [_value(spec) for spec in self.input.get("before", [])]
 
     def key(self) -> bytes | None:
