@@ -16,7 +16,7 @@ help:  ## list targets
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip setuptools  # the setuptools ensurepip bundles (65.5) has known advisories
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
