@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from typer.testing import CliRunner
 
 from settlement import bootstrap
-from settlement.cli.main import app
 from settlement.config import LedgerSettings, TopicSettings
 from settlement.domain.merchant import MerchantAccount
 from settlement.service.deadletter import header
@@ -27,6 +25,7 @@ from settlement.service.ledger import LedgerHandler
 from settlement.service.ports import InboundRecord, SourceRef
 from tests import corpus
 from tests.corpus import Case
+from tests.unit.cli import invoke
 from tests.unit.fakes import FakeLedgerStore, FakeMerchants, FakeReconStore
 from tests.unit.test_inbound_handler import FakeInbound
 
@@ -187,7 +186,7 @@ def recon_store(monkeypatch: pytest.MonkeyPatch) -> FakeReconStore:
 
 
 def _reconcile(path: Path) -> Any:
-    return CliRunner().invoke(app, ["reconcile", "--date", STATEMENT_DAY, "--statement", str(path)])
+    return invoke(["reconcile", "--date", STATEMENT_DAY, "--statement", str(path)])
 
 
 @pytest.mark.parametrize("case", RECONCILED, ids=_ids(RECONCILED))
@@ -227,7 +226,7 @@ def test_command(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # nothing may connect: a case that got past its check would fail here, not reach the stack
     env = {"SETTLEMENT_CASSANDRA__PORT": "1", "SETTLEMENT_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
            **case.env()}
-    result = CliRunner().invoke(app, case.argv(tmp_path), env=env)
+    result = invoke(case.argv(tmp_path), env=env)
     assert result.exit_code == case.expect["exit"], result.output
     assert isinstance(result.exception, SystemExit), result.exception  # no traceback
     assert plain(case.error) in plain(result.stderr)

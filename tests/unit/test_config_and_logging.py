@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from settlement.config import load_settings
 from settlement.domain.errors import ConfigError
 from settlement.logging import mask_sensitive
+from tests.unit.cli import invoke
 
 
 def test_env_prefix_and_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,13 +90,9 @@ def test_a_config_file_named_by_the_environment_must_exist(monkeypatch: pytest.M
 
 def test_cli_errors_print_brackets_as_text_not_markup(tmp_path: Path) -> None:
     # rich read "[a-z][a-z0-9_]" as markup tags and dropped them from the message
-    from typer.testing import CliRunner
-
-    from settlement.cli.main import app
-
     cfg = tmp_path / "s.toml"
     cfg.write_text('[cassandra]\nkeyspace = "Bad-Name"\n')
-    result = CliRunner().invoke(app, ["--config", str(cfg), "config", "show"])
+    result = invoke(["--config", str(cfg), "config", "show"])
     assert result.exit_code == 2
     assert "pattern '^[a-z][a-z0-9_]{0,47}$'" in result.stderr
 
@@ -118,13 +115,9 @@ def test_bad_arguments_exit_2_with_one_line_not_a_traceback(
     tmp_path: Path, args: list[str], files: dict[str, bytes], message: str,
 ) -> None:
     # each of these escaped as ValueError / ConfigError: a traceback and exit 1
-    from typer.testing import CliRunner
-
-    from settlement.cli.main import app
-
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     argv = [str(tmp_path / a[1:]) if a.startswith("@") else a for a in args]
-    result = CliRunner().invoke(app, argv, env={"SETTLEMENT_CASSANDRA__PORT": "1"})  # none up
+    result = invoke(argv, env={"SETTLEMENT_CASSANDRA__PORT": "1"})  # none up
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())

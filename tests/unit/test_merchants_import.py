@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from settlement.cli.main import app
+from tests.unit.cli import invoke
 
 HEADER = "merchant_id,currency,creditor_name,account_id,bank_bic\n"
 
@@ -25,6 +24,6 @@ def test_a_malformed_import_file_exits_2_with_a_clear_line(
 ) -> None:
     path = tmp_path / name
     path.write_text(content)
-    result = CliRunner().invoke(app, ["merchants", "import", str(path)])
+    result = invoke(["merchants", "import", str(path)])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())
