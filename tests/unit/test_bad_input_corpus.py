@@ -58,6 +58,13 @@ def test_the_corpus_has_50_cases_across_every_kind() -> None:
     assert {k: n for k, n in counts.items() if n < MINIMUM[k]} == {}, counts
 
 
+def test_docs_bad_input_counts_the_cases_there_are() -> None:
+    doc = (corpus.ROOT.parents[1] / "docs" / "bad-input.md").read_text(encoding="utf-8")
+    listed = {kind: int(n) for kind, n in re.findall(r"^\| `([a-z0-9.-]+)` \| (\d+) \|", doc, re.M)}
+    assert listed == Counter(c.kind for c in CASES), "update the table in docs/bad-input.md"
+    assert f"{len(CASES)} cases" in doc
+
+
 def test_every_case_names_a_destination_that_fits_its_kind() -> None:
     for case in CASES:
         if case.kind == "event":
