@@ -18,7 +18,7 @@ or stderr) and the destination: `dlq` (reason), `parked` (reason) or `exit` (cod
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class Case:
     expect: dict[str, Any]
     manifest: str
     integration: bool = True  # false: needs state the real-stack test does not set up
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def error(self) -> str:
@@ -124,12 +123,12 @@ def load() -> list[Case]:
     cases: list[Case] = []
     for manifest in sorted(ROOT.glob("*.yaml")):
         for raw in yaml.safe_load(manifest.read_text(encoding="utf-8")) or []:
-            unknown = set(raw) - {"id", "kind", "why", "input", "expect", "integration", "tags"}
+            unknown = set(raw) - {"id", "kind", "why", "input", "expect", "integration"}
             if unknown:
                 raise ValueError(f"{manifest.name}: case {raw.get('id')}: unknown keys {unknown}")
             case = Case(id=raw["id"], kind=raw["kind"], why=raw["why"], input=raw["input"],
                         expect=raw["expect"], manifest=manifest.name,
-                        integration=raw.get("integration", True), tags=tuple(raw.get("tags", ())))
+                        integration=raw.get("integration", True))
             if case.kind not in KINDS:
                 raise ValueError(f"{manifest.name}: case {case.id}: kind {case.kind!r} not in {KINDS}")
             if not case.why or "error" not in case.expect or not any(
