@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from settlement import metrics
 from settlement.domain.merchant import MerchantAccount
 from settlement.runtime.local import WorkerProc
+from settlement.runtime.mockbank_proc import free_port
 from settlement.store.session import connect, live_hosts
 from tests.conftest import InProcessWorker, Namespace, wait_until
 from tests.integration.helpers import committed, produce_raw, register
-from tests.integration.mockbank_proc import free_port
 from tests.unit.test_payment_contract import BAD_CASES, GOOD
 
 ACCOUNT = MerchantAccount(
