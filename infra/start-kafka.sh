@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Start a single-node KRaft Kafka (controller+broker) on 127.0.0.1:$KAFKA_PORT, in the background.
 # Idempotent: if this INFRA_HOME's broker is already running and answering, says so and exits 0.
-# Env (defaults in common.sh): KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_HEAP KAFKA_START_TIMEOUT
+# Env (defaults in common.sh): KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_SASL_PORT KAFKA_SASL_USER
+#      KAFKA_HEAP KAFKA_START_TIMEOUT
 #      INFRA_HOME INFRA_LIB_HOME JAVA17_HOME; KAFKA_FRESH=1 wipes data and logs first.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 K="$KAFKA_DIR"; PIDF="$K/kafka.pid"; MATCH="kafka.Kafka $K/conf/server.properties"
-PORT="$KAFKA_PORT"; CPORT="$KAFKA_CONTROLLER_PORT"
+PORT="$KAFKA_PORT"; CPORT="$KAFKA_CONTROLLER_PORT"; SPORT="$KAFKA_SASL_PORT"
 
 if pid="$(our_pid "$PIDF" "$MATCH")"; then
   if port_open "$PORT"; then echo "kafka already running (pid $pid, port $PORT) - left alone"; exit 0; fi
@@ -15,13 +16,19 @@ if pid="$(our_pid "$PIDF" "$MATCH")"; then
 fi
 need_kafka_java
 lib_ok kafka || die 1 "no complete $KAFKA_LIB for Kafka $KAFKA_VERSION - run infra/fetch.sh kafka (or infra/up.sh)"
-require_free kafka "$PORT" "$CPORT"
+require_free kafka "$PORT" "$CPORT" "$SPORT"
 rm -f "$PIDF"
 [ "${KAFKA_FRESH:-0}" = 1 ] && rm -rf "$K/data" "$K/logs"
 mkdir -p "$K/data" "$K/logs" "$K/conf"
+# The SASL listener's password: generated once per INFRA_HOME, never in the repository.
+if [ ! -s "$K/sasl.password" ]; then
+  (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$K/sasl.password")
+fi
+SPASS="$(cat "$K/sasl.password")"
 rotate "$K/logs/server.log" "$K/logs/stdout.log"
-sed -e "s#@DATA@#$K/data#" -e "s#@PORT@#$PORT#g" -e "s#@CPORT@#$CPORT#g" \
-    "$HERE/kafka/server.properties" > "$K/conf/server.properties"
+(umask 077; sed -e "s#@DATA@#$K/data#" -e "s#@PORT@#$PORT#g" -e "s#@CPORT@#$CPORT#g" \
+    -e "s#@SPORT@#$SPORT#g" -e "s#@SUSER@#$KAFKA_SASL_USER#g" -e "s#@SPASS@#$SPASS#g" \
+    "$HERE/kafka/server.properties" > "$K/conf/server.properties")
 
 if ls "$KAFKA_LIB"/log4j-core-*.jar >/dev/null 2>&1; then     # 4.x: log4j2
   LOG=(-Dlog4j2.configurationFile="$HERE/kafka/log4j2.xml")

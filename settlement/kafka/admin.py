@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic  # what .admin re-exports, typed
 
@@ -43,12 +44,31 @@ def topic_specs(t: TopicSettings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30) -> list[TopicReport]:
-    admin = AdminClient(kafka.client_config())
+def connect_admin(kafka: KafkaSettings, timeout_s: float = 30) -> tuple[AdminClient, Any]:
+    """An AdminClient and the cluster metadata. Refused credentials are a FatalError that
+    says so (not "unreachable"); the secret itself never appears in the message."""
+    auth: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+            auth.append(str(err.str()))
+
+    config: dict[str, Any] = {**kafka.client_config(), "error_cb": on_error}
+    admin = AdminClient(config)
     try:
-        meta = admin.list_topics(timeout=timeout_s)
+        return admin, admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
+        admin.poll(0)  # serves error_cb: was it the credentials?
+        if auth:
+            raise FatalError(
+                f"Kafka at {kafka.bootstrap_servers} refused the credentials of "
+                f"{kafka.sasl_username!r} ({kafka.security_protocol} {kafka.sasl_mechanism}): "
+                f"{auth[-1]}; check kafka.sasl_username / kafka.sasl_password") from exc
         raise RetryableError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
+
+
+def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30) -> list[TopicReport]:
+    admin, meta = connect_admin(kafka, timeout_s)
     reports: list[TopicReport] = []
     to_create: list[NewTopic] = []
     grow: list[NewPartitions] = []
