@@ -3,7 +3,8 @@
 # Idempotent: if this INFRA_HOME's node is already running and answering, says so and exits 0.
 # Env (defaults in common.sh): CASSANDRA_PORT CASSANDRA_STORAGE_PORT CASSANDRA_HEAP CASSANDRA_START_TIMEOUT
 #      INFRA_HOME INFRA_LIB_HOME JAVA17_HOME; CASSANDRA_JMX_PORT (unset = no JMX/nodetool);
-#      CASSANDRA_FRESH=1 wipes data and logs first.
+#      CASSANDRA_FRESH=1 wipes data and logs first; CASSANDRA_AUTH=1 turns on PasswordAuthenticator
+#      (default superuser cassandra/cassandra, created at start: change it on anything shared).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 C="$CASSANDRA_DIR"; PIDF="$C/cassandra.pid"; MATCH="-Dcassandra.storagedir=$C "
@@ -23,6 +24,9 @@ mkdir -p "$C"/{data,commitlog,saved_caches,hints,cdc_raw,logs,conf,tmp,triggers}
 rotate "$C/logs/system.log" "$C/logs/stdout.log"
 sed -e "s#@DIR@#$C#g" -e "s#@PORT@#$PORT#g" -e "s#@SPORT@#$SPORT#g" \
     "$HERE/cassandra/cassandra.yaml" >"$C/conf/cassandra.yaml"
+if [ "${CASSANDRA_AUTH:-0}" = 1 ]; then
+  printf '\n# CASSANDRA_AUTH=1\nauthenticator: PasswordAuthenticator\n' >>"$C/conf/cassandra.yaml"
+fi
 cp "$HERE/cassandra/logback.xml" "$C/conf/logback.xml"
 JAMM="$(ls "$CASSANDRA_LIB"/jamm-*.jar | awk 'NR==1')"
 # Preload jemalloc like bin/cassandra does, if the host has it; else say so (silences a startup WARN).
@@ -81,6 +85,7 @@ OPTS=(
   -Dcassandra.triggers_dir="$C/triggers"      # else a "Trigger directory doesn't exist" WARN
   -Dcassandra.libjemalloc="${JEMALLOC:--}"    # "-" = preload explicitly disabled
 )
+[ "${CASSANDRA_AUTH:-0}" = 1 ] && OPTS+=(-Dcassandra.superuser_setup_delay_ms=0)
 [ -n "${CASSANDRA_JMX_PORT:-}" ] && OPTS+=(-Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT" \
                                           -Dcom.sun.management.jmxremote.authenticate=false)
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cassandra import (
+    AuthenticationFailed,
     ConsistencyLevel,
     CoordinationFailure,
     OperationTimedOut,
@@ -57,6 +58,14 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> Sess
         return cluster.connect(keyspace)
     except Exception as exc:
         cluster.shutdown()
+        errors = getattr(exc, "errors", None) or {}
+        if any(isinstance(e, AuthenticationFailed) for e in errors.values()):
+            where = f"Cassandra at {settings.contact_points}:{settings.port}"
+            raise FatalError(
+                f"{where} refused the credentials of {settings.username!r}; check "
+                "cassandra.username / cassandra.password" if settings.username else
+                f"{where} requires authentication: set cassandra.username and "
+                "cassandra.password") from exc
         raise wrap_error(exc, f"cannot connect to Cassandra at {settings.contact_points}") from exc
 
 
