@@ -182,6 +182,9 @@ class BankSettings(BaseModel):
         default=None, description="Base URL of the bank's API (the gateway posts pacs.008 here).")
     token: SecretStr | None = Field(
         default=None, description="Bearer token for the bank's API: env or secret file only.")
+    signing_key: SecretStr | None = Field(
+        default=None, description="The bank's answer-signing key: when set, an answer without "
+        "a valid X-Bank-Signature (HMAC-SHA256 of the body) is refused and retried.")
 
 
 class ProcessorSettings(BaseModel):

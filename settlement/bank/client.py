@@ -17,6 +17,7 @@ import structlog
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from settlement import metrics
+from settlement.bank import signing
 from settlement.config import BankSettings, GatewaySettings
 from settlement.domain.errors import RetryableError
 from settlement.service.ports import BankAnswer, PolledMessage
@@ -88,6 +89,18 @@ class HttpBankClient:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         return f"{url}/banks/{bic}", headers
 
+    def _verify(self, bank_bic: str, call: str, resp: httpx.Response) -> None:
+        """With a signing key configured, only an answer signed by the bank is believed."""
+        bank = self._banks.get(bank_bic)
+        key = bank.signing_key if bank else None
+        if key is None:
+            return
+        if not signing.verify(key.get_secret_value().encode(), resp.content,
+                              resp.headers.get(signing.HEADER)):
+            metrics.bank_error(bank_bic, call, "unsigned")
+            raise BankUnavailableError(f"{bank_bic}: {call}: the answer is not signed with the "
+                                       "bank's key (X-Bank-Signature): not believed")
+
     def send(self, bank_bic: str, xml: bytes) -> BankAnswer:
         @retry(retry=retry_if_exception_type(BankUnavailableError),
                stop=stop_after_attempt(self._g.attempts_inline),
@@ -116,6 +129,7 @@ class HttpBankClient:
             if resp.status_code >= 300:
                 metrics.bank_error(bank_bic, "send", _status_kind(resp.status_code))
                 raise BankUnavailableError(f"{bank_bic}: HTTP {resp.status_code}")
+            self._verify(bank_bic, "send", resp)
             return resp
 
         try:
@@ -140,6 +154,7 @@ class HttpBankClient:
         if resp.status_code != 200:
             metrics.bank_error(bank_bic, "poll", _status_kind(resp.status_code))
             raise BankUnavailableError(f"{bank_bic}: poll: HTTP {resp.status_code}")
+        self._verify(bank_bic, "poll", resp)
         body = resp.json()
         msgs = [PolledMessage(int(m["cursor"]), str(m["type"]), str(m["msg_id"]),
                               str(m["xml"]).encode()) for m in body.get("messages", [])]

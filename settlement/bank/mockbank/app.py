@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from settlement.bank import signing
 from settlement.bank.mockbank.bank import Bank, BankError
 from settlement.bank.mockbank.config import MockBankConfig
 from settlement.bank.mockbank.hub import MockBank
@@ -40,6 +41,15 @@ class _DroppedResponse(Response):
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _signed(bank: Bank, response: Response) -> Response:
+    """The answer with the bank's signature, when it has a signing key."""
+    key = bank.config.signing_key
+    if key is not None:
+        response.headers[signing.HEADER] = signing.sign(key.get_secret_value().encode(),
+                                                        bytes(response.body))
+    return response
 
 
 def _authorized(request: Request, bank: Bank) -> bool:
@@ -102,7 +112,7 @@ def create_app(config: MockBankConfig, *, tick_interval_s: float | None = None,
         answer = await run_in_threadpool(bank.receive_pacs008, body)
         if action == "drop":
             return _DroppedResponse()
-        return Response(answer, media_type="application/xml")
+        return _signed(bank, Response(answer, media_type="application/xml"))
 
     async def messages(request: Request) -> Response:
         bank = _gate(request)
@@ -114,9 +124,9 @@ def create_app(config: MockBankConfig, *, tick_interval_s: float | None = None,
         except ValueError:
             return _error(400, "after and limit must be integers")
         rows, nxt = await run_in_threadpool(bank.outbox, after, limit)
-        return JSONResponse({"messages": [
+        return _signed(bank, JSONResponse({"messages": [
             {"cursor": r["cursor"], "type": r["type"], "msg_id": r["msg_id"], "xml": bytes(r["xml"]).decode()}
-            for r in rows], "next": nxt})
+            for r in rows], "next": nxt}))
 
     async def clock(request: Request) -> Response:
         if request.method == "GET":

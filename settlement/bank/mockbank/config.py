@@ -97,6 +97,9 @@ class BankConfig(BaseModel):
     bic: str = Field(pattern=r"^[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
     name: str = ""
     token: SecretStr
+    signing_key: SecretStr | None = Field(
+        default=None, description="When set, every answer carries X-Bank-Signature: "
+        "sha256=HMAC(key, body), for the gateway to check.")
     timezone: str = "Europe/Berlin"
     booking_time: time = Field(default=time(9, 0), description="Local time settlements are booked.")
     processor_accounts: tuple[ProcessorAccount, ...] = Field(min_length=1)
