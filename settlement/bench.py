@@ -77,7 +77,7 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
                          prefix=f"{prefix}-")
         fleet.start()
         procs = [psutil.Process(w.pid()) for w in fleet.workers]
-        servers = meter_servers()
+        servers = meter_servers(s)
         total, group = len(records), f"{prefix}-ledger"
         t_start = lag_start = None
         peak_rss = 0

@@ -71,7 +71,7 @@ def kafka_consume_produce(s: Settings, n: int, transactional: bool, commit_inter
         producer.init_transactions(30)
     consumer.subscribe([src])
     me = psutil.Process()
-    meter = Meter({"client": me, **server_procs()}, every_s=1.0)
+    meter = Meter({"client": me, **server_procs(s.kafka, s.cassandra.port)}, every_s=1.0)
     done, offsets, t_batch = 0, dict[int, int](), 0.0
     txn_open = started = False
     try:
@@ -124,6 +124,9 @@ def _cassandra_client(settings: CassandraSettings, keyspace: str, start: int, n:
     try:
         stmt = session.prepare(_LEDGER_INSERT + (" IF NOT EXISTS" if lwt else ""))
         now = datetime.now(UTC)
+        # untimed warm-up on rows of their own: JIT, connections and Paxos state settle first
+        warm = [_ledger_params(i, now) for i in range(start + n, start + n + min(2000, n // 4))]
+        execute_concurrent_with_args(session, stmt, warm, concurrency=concurrency)
         params = [_ledger_params(i, now) for i in range(start, start + n)]
         out.put(("ready", 0.0, 0.0))
         go.wait()
@@ -145,7 +148,7 @@ def cassandra_writes(s: Settings, n: int, lwt: bool, clients: int, concurrency: 
     ctx = mp.get_context("spawn")  # fresh interpreters: no driver threads across a fork
     go, out = ctx.Event(), ctx.Queue()
     share = n // clients
-    first = 10**7 if lwt else 0  # LWT rows are new payments, never the INSERTs' rows
+    first = 10**8 if lwt else 0  # LWT rows are new payments, never the INSERTs' rows
     procs = [ctx.Process(target=_cassandra_client, args=(
         s.cassandra, s.cassandra.keyspace, first + k * share, share, lwt,
         concurrency, go, out)) for k in range(clients)]
@@ -155,7 +158,7 @@ def cassandra_writes(s: Settings, n: int, lwt: bool, clients: int, concurrency: 
         for _ in procs:
             if out.get(timeout=120)[0] != "ready":
                 raise RuntimeError("a Cassandra client did not start")
-        meter = Meter(server_procs()).start()
+        meter = Meter(server_procs(s.kafka, s.cassandra.port)).start()
         go.set()
         results = [out.get(timeout=600) for _ in procs]
         meter.stop()

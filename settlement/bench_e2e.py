@@ -1,9 +1,10 @@
 """End to end: payments.succeeded -> ledger -> batcher -> pacs.008 on bank.outbound.
 
 As the demo does it: N payments captured in the seconds before a minute cutoff
-that has just passed, ledger workers already in their group, and batchers started
-once the ledger's pace shows, with a seal grace that ends when every payment will
-have been placed (`seal_in_s`). Measured:
+that has just passed, ledger workers already in their group, and batchers with a
+seal grace that ends when every payment will have been placed: planned from the
+ledger's rate measured just before (the suite), else started once the ledger's
+pace shows (`seal_in_s`). Measured:
 
 - payments/s end to end: N over the time from the first payment produced to the
   last pacs.008 of the window readable (read_committed) on bank.outbound;
@@ -45,6 +46,7 @@ from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.session import connect
 
 MERCHANTS, CURRENCIES, BANKS = 100, ["EUR", "USD"], 3
+BATCHER_BOOT_S = 15.0  # batchers up and in their group before the first payment
 MINUTE_CUTOFFS = {"bic": "DEFAULT", "timezone": "UTC", "holiday_calendar": "none", "weekend": [],
                   "cutoffs": [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]}
 
@@ -79,7 +81,10 @@ def seal_in_s(done: int, total: int, elapsed_s: float, boot_s: float = 8.0,
 
 def run_e2e(base: Settings, *, payments: int, ledger_workers: int, batchers: int,
             commit_interval_ms: int, prefix: str, log_dir: Path, say: Callable[[str], None],
-            seed: int = 29, timeout_s: float = 300) -> E2EResult:
+            expected_rate: float | None = None, seed: int = 29, timeout_s: float = 300) -> E2EResult:
+    """`expected_rate`: the ledger's events/s measured before (same workers and commit
+    interval): the batchers start before the payments, with the seal planned from it;
+    without it they start once the ledger's pace shows (the demo's way)."""
     ns = namespace(base, prefix)
     provision(ns)
     s = ns.settings
@@ -107,13 +112,22 @@ def run_e2e(base: Settings, *, payments: int, ledger_workers: int, batchers: int
             payments, merchants_n=MERCHANTS, currencies=CURRENCIES, seed=seed,
             start=cutoff - timedelta(seconds=6), span=timedelta(seconds=5))]
         ledger_procs = {w.instance_id: psutil.Process(w.pid()) for w in fleet.workers}
-        meter = Meter({**ledger_procs, **server_procs()}).start()
+        meter = Meter({**ledger_procs, **server_procs(s.kafka, s.cassandra.port)}).start()
+        group = f"{ns.prefix}-ledger"
+        if expected_rate:  # known pace: batchers up before the first payment, none of their start-up
+            go = time.time() + BATCHER_BOOT_S  # the first payment is produced then
+            seal_due = go + 1.25 * payments / expected_rate + 2
+            batcher_meter = _start_batchers(seal_due, cutoff, env, batchers, fleet, log_dir, prefix)
+            wait_group_ready(s.kafka, f"{ns.prefix}-batcher", batchers, timeout_s=BATCHER_BOOT_S)
+            time.sleep(max(go - time.time(), 0.0))
+            say(f"  batchers up; seal due {seal_due - cutoff.timestamp():.0f} s after the "
+                f"{cutoff:%H:%M} cutoff (the ledger at {expected_rate:,.0f}/s, with a quarter to spare)")
         with CommittedReader(s.kafka, s.topics.bank_outbound, on_pacs008):
             t0 = time.time()
             produce_stream(s.kafka, s.topics.payments, records)
-            group = f"{ns.prefix}-ledger"
-            seal_due, batcher_meter = _start_batchers_on_pace(
-                s, group, payments, t0, cutoff, env, batchers, fleet, log_dir, prefix, say)
+            if not expected_rate:
+                seal_due, batcher_meter = _start_batchers_on_pace(
+                    s, group, payments, t0, cutoff, env, batchers, fleet, log_dir, prefix, say)
             wait_until("ledger", lambda: group_lag(s.kafka, group, s.topics.payments) == 0,
                        timeout_s, every_s=0.3)
             ledger_done = time.time()
@@ -150,14 +164,20 @@ def _start_batchers_on_pace(s: Settings, group: str, total: int, t0: float, cuto
             break
         time.sleep(0.3)
     seal_due = time.time() + seal_in_s(done, total, elapsed)
+    meter = _start_batchers(seal_due, cutoff, env, n, fleet, log_dir, prefix)
+    say(f"  batchers started at {done:,}/{total:,} recorded ({done / max(elapsed, 1e-9):,.0f}/s); "
+        f"seal due {seal_due - cutoff.timestamp():.0f} s after the {cutoff:%H:%M} cutoff")
+    return seal_due, meter
+
+
+def _start_batchers(seal_due: float, cutoff: datetime, env: dict[str, str], n: int, fleet: Fleet,
+                    log_dir: Path, prefix: str) -> Meter:
     grace = seal_due - cutoff.timestamp()
     batchers = Fleet.of("batcher", n, env=env | {"SETTLEMENT_BATCHER__SEAL_GRACE_S": f"{grace:.1f}"},
                         log_dir=log_dir, prefix=f"{prefix}-")
     fleet.workers += batchers.workers
     batchers.start()
-    say(f"  batchers started at {done:,}/{total:,} recorded ({done / max(elapsed, 1e-9):,.0f}/s); "
-        f"seal due {grace:.0f} s after the {cutoff:%H:%M} cutoff")
-    return seal_due, Meter({w.instance_id: psutil.Process(w.pid()) for w in batchers.workers}).start()
+    return Meter({w.instance_id: psutil.Process(w.pid()) for w in batchers.workers}).start()
 
 
 @dataclass

@@ -22,10 +22,8 @@ import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from settlement.config import KafkaSettings
+from settlement.config import KafkaSettings, Settings
 from settlement.kafka.reader import ready_members
-
-_SERVER_MARKS = {"kafka": "kafka.Kafka", "cassandra": "org.apache.cassandra.service.CassandraDaemon"}
 
 
 def tag() -> str:
@@ -33,14 +31,17 @@ def tag() -> str:
     return datetime.now(UTC).strftime("%H%M%S")
 
 
-def server_procs() -> dict[str, psutil.Process]:
-    """The local Kafka and Cassandra server processes (by their main class), if any."""
+def server_procs(kafka: KafkaSettings | None = None, cassandra_port: int = 9042) -> dict[str, psutil.Process]:
+    """The Kafka and Cassandra server processes this run talks to: whoever listens on
+    the bootstrap port and the CQL port (another stack on the machine is not counted)."""
+    kafka_port = int((kafka.bootstrap_servers if kafka else "127.0.0.1:9092")
+                     .split(",")[0].rpartition(":")[2])
+    want = {kafka_port: "kafka", cassandra_port: "cassandra"}
     found: dict[str, psutil.Process] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info.get("cmdline") or [])
-        for name, mark in _SERVER_MARKS.items():
-            if mark in cmd:
-                found[name] = proc
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in want and conn.pid:
+            with contextlib.suppress(psutil.Error):
+                found[want[conn.laddr.port]] = psutil.Process(conn.pid)
     return found
 
 
@@ -114,8 +115,8 @@ class Meter:
         return round(max((v for k in keys for _, v in self.rss_mb.get(k, [])), default=0.0), 1)
 
 
-def meter_servers(every_s: float = 1.0) -> Meter:
-    return Meter(server_procs(), every_s)
+def meter_servers(s: Settings, every_s: float = 1.0) -> Meter:
+    return Meter(server_procs(s.kafka, s.cassandra.port), every_s)
 
 
 def wait_group_ready(kafka: KafkaSettings, group: str, members: int, timeout_s: float = 90) -> None:

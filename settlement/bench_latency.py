@@ -109,7 +109,7 @@ def _measure(s: Settings, fleet: Fleet, mode: str, workers: int, commit_interval
     records = (Outgoing(r.key, r.value) for r in loadgen.generate(
         count, merchants_n=MERCHANTS, currencies=CURRENCIES, seed=seed))
     procs = {w.instance_id: psutil.Process(w.pid()) for w in fleet.workers}
-    meter = Meter({**procs, **server_procs()})
+    meter = Meter({**procs, **server_procs(s.kafka, s.cassandra.port)})
     with CommittedReader(s.kafka, s.topics.items, on_item) as reader:
         meter.start()
         t0 = time.monotonic()

@@ -61,7 +61,7 @@ def run_memory(base: Settings, *, events: int, max_s: float, prefix: str, log_di
         fleet.start()
         try:
             worker = psutil.Process(fleet.workers[0].pid())
-            meter = Meter({"worker": worker, **server_procs()}).start()
+            meter = Meter({"worker": worker, **server_procs(s.kafka, s.cassandra.port)}).start()
             group, lag, first = f"{ns.prefix}-ledger", events, None
             start = time.monotonic()
             while time.monotonic() - start < max_s and lag > 0 and fleet.workers[0].alive:

@@ -128,7 +128,7 @@ def memory_over_time(suite: Mapping[str, Any], path: Path, meta: str = "") -> Pa
     fig, ax = _figure(f"Ledger worker RSS under a {m['backlog']:,}-event backlog")
     ts, mb = zip(*samples, strict=True)
     ax.plot(ts, mb, color="tab:blue", label=f"RSS (steady {m['steady_rss_mb']:.0f} MB, "
-                                            f"{m['slope_mb_per_min']:+.2f} MB/min late)")
+                                            f"{m['slope_mb_per_min']:+.2f} MB/min in the second half)")
     ax.axhline(WORKER_RSS_MB, color="red", linestyle=":", label=f"target {WORKER_RSS_MB:.0f} MB")
     ax.axvspan(ts[0] + (ts[-1] - ts[0]) / 2, ts[-1], color="grey", alpha=0.08,
                label="second half (steady, slope)")

@@ -152,12 +152,15 @@ def _batcher(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
     return asdict(res)
 
 
-def _e2e(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
+def _e2e(r: SuiteRun, suite: dict[str, Any]) -> dict[str, Any]:
     from settlement.bench_e2e import run_e2e
 
     z = r.sizes
+    rate = next((x["events_per_s"] for x in suite.get("ledger") or [] if x["mode"] == "exactly-once"
+                 and x["workers"] == z.e2e_workers and x["commit_interval_ms"] == 100), None)
     res = run_e2e(r.base, payments=z.e2e_payments, ledger_workers=z.e2e_workers, batchers=1,
-                  commit_interval_ms=100, prefix=f"benche-{r.tag}", log_dir=r.log_dir, say=r.say)
+                  commit_interval_ms=100, prefix=f"benche-{r.tag}", log_dir=r.log_dir, say=r.say,
+                  expected_rate=rate)
     r.say(f"  {res.payments_per_s:,.0f} payments/s end to end ({res.e2e_s:.1f} s, of which "
           f"{res.seal_wait_s:.1f} s waiting for the planned seal); seal due -> last pacs.008 "
           f"{res.seal_to_pacs008_s:.2f} s")

@@ -57,7 +57,9 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    s = state(ctx).settings()
+    app = state(ctx)
+    # warnings and worse unless asked: the table, not migration info lines
+    s = app.settings(**({} if app.log_level or app.log_format else {"log": {"level": "warning"}}))
     # The benchmark's own Kafka clients log notices and worse, not librdkafka's info lines.
     s = s.model_copy(update={"kafka": s.kafka.model_copy(
         update={"extra": {"log_level": "5", **s.kafka.extra}})})
@@ -218,6 +220,9 @@ def bench_e2e(
     workers: Annotated[int, typer.Option(min=1, max=8, help="Ledger processes.")] = 2,
     batchers: Annotated[int, typer.Option(min=1, max=8, help="Batcher processes.")] = 1,
     commit_interval: Annotated[int, typer.Option(min=1, help="Commit interval, ms.")] = 100,
+    ledger_rate: Annotated[float, typer.Option(min=0, help="The ledger's events/s if known (e.g. "
+                                                           "from bench ledger): batchers start "
+                                                           "first; 0 = from its pace.")] = 0,
     out: Annotated[Path, typer.Option(help="JSON results.")] = OUT / "e2e.json",
 ) -> None:
     """End to end: payments.succeeded -> ledger -> batcher -> pacs.008 readable on
@@ -232,7 +237,8 @@ def bench_e2e(
     s = _settings(ctx)
     res = run(lambda: run_e2e(s, payments=payments, ledger_workers=workers, batchers=batchers,
                               commit_interval_ms=commit_interval, prefix=f"benche-{_tag()}",
-                              log_dir=OUT / "logs", say=console.print))
+                              log_dir=OUT / "logs", say=console.print,
+                              expected_rate=ledger_rate or None))
     render(summarize({"e2e": asdict(res)}), "end to end, payments.succeeded -> pacs.008")
     console.print(f"ledger {res.ledger_s:.1f} s, then {res.seal_wait_s:.1f} s to the planned seal, "
                   f"then {res.seal_to_pacs008_s:.2f} s to the last pacs.008; {res.pacs008} pacs.008, "
