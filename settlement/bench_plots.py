@@ -61,7 +61,7 @@ def throughput_vs_interval(suite: Mapping[str, Any], path: Path, meta: str = "")
                          if r["mode"] == mode and r["workers"] == w)
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", color=color,
-                        linestyle=_STYLES[i % len(_STYLES)], label=f"{label}, {w} worker(s)")
+                        linestyle=_STYLES[i % len(_STYLES)], label=f"{label}, {w} worker{'' if w == 1 else 's'}")
     _ceiling(ax, suite)
     ax.set_xscale("log")
     ax.set_xticks(sorted({r["commit_interval_ms"] for r in ledger}))
@@ -98,8 +98,9 @@ def latency_vs_interval(suite: Mapping[str, Any], path: Path, meta: str = "") ->
     lat: Sequence[Mapping[str, Any]] = suite.get("latency") or []
     if not lat:
         return None
-    rate = max(r["rate_per_s"] for r in lat)
-    fig, ax = _figure(f"Ledger latency, produced -> visible read_committed (~{rate:,.0f} events/s)")
+    lo, hi = min(r["rate_per_s"] for r in lat), max(r["rate_per_s"] for r in lat)
+    load = f"{lo:,.0f}" if lo == hi else f"{lo:,.0f}-{hi:,.0f}"
+    fig, ax = _figure(f"Ledger latency, produced -> readable read_committed ({load} events/s)")
     intervals = sorted({r["commit_interval_ms"] for r in lat})
     for mode, label, color in _MODES:
         rows = sorted((r for r in lat if r["mode"] == mode), key=lambda r: r["commit_interval_ms"])

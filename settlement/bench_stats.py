@@ -62,21 +62,28 @@ def slope_per_min(samples: Sequence[tuple[float, float]]) -> float:
 class Growth:
     steady_mb: float  # median RSS over the second half
     peak_mb: float
-    slope_mb_per_min: float  # over the second half
+    slope_mb_per_min: float  # least squares over the second half
     grows: bool
 
 
 def rss_growth(samples: Sequence[tuple[float, float]],
                limit_mb_per_min: float = RSS_GROWTH_MB_PER_MIN) -> Growth:
-    """(seconds, RSS MB) samples of one process under load: the first half is warm-up
-    (caches, client buffers filling); memory is bounded if the second half is flat."""
+    """(seconds, RSS MB) samples of one process under load. The first half is warm-up
+    (caches, client buffers filling). Memory grows if it still climbs faster than the
+    limit in both the third and the last quarter of the run: a leak or a staircase of
+    allocations does, one step up (an allocator arena, a buffer grown once) does not."""
     if len(samples) < 2:
         raise ValueError("need at least two RSS samples")
     t0, t1 = samples[0][0], samples[-1][0]
-    second = [(t, v) for t, v in samples if t >= t0 + (t1 - t0) / 2]
-    slope = slope_per_min(second)
+
+    def part(a: float, b: float) -> list[tuple[float, float]]:
+        return [(t, v) for t, v in samples if t0 + a * (t1 - t0) <= t <= t0 + b * (t1 - t0)]
+
+    second = part(0.5, 1.0)
+    quarters = min(slope_per_min(part(0.5, 0.75)), slope_per_min(part(0.75, 1.0)))
     return Growth(round(statistics.median(v for _, v in second), 1),
-                  round(max(v for _, v in samples), 1), round(slope, 2), slope > limit_mb_per_min)
+                  round(max(v for _, v in samples), 1), round(slope_per_min(second), 2),
+                  quarters > limit_mb_per_min)
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,10 @@ def summarize(suite: Mapping[str, Any]) -> list[Row]:
             met=ok and r["found_breaks"] == {k: v for k, v in r["injected_breaks"].items() if v},
             note=f"wall {r['wall_s']:.1f} s"))
     if m := suite.get("memory"):
+        if len(m.get("rss_samples") or []) >= 2:  # the verdict of this version, from the samples
+            g = rss_growth([(t, v) for t, v in m["rss_samples"]])
+            m = {**m, "steady_rss_mb": g.steady_mb, "slope_mb_per_min": g.slope_mb_per_min,
+                 "grows": g.grows}
         rows.append(Row(
             f"memory, {m['backlog']:,} backlog", m["events_per_s"], "events/s",
             cpu_cores=m.get("worker_cpu_cores"), peak_rss_mb=m["peak_rss_mb"],

@@ -47,8 +47,8 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(kafka_records=20_000, insert_rows=8_000, lwt_rows=4_000, ledger_events=3_000,
-              latency_s=10.0, latency_warmup_s=2.0, batcher_payouts=2_000, e2e_payments=2_000,
-              recon_entries=100_000, memory_events=50_000, memory_max_s=30.0)
+              latency_s=6.0, latency_warmup_s=2.0, batcher_payouts=2_000, e2e_payments=2_000,
+              recon_entries=100_000, memory_events=50_000, memory_max_s=25.0)
 
 
 @dataclass

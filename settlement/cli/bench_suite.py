@@ -83,7 +83,7 @@ def _draw(suite: dict[str, Any], out_dir: Path) -> None:
 
 def bench_all(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option(help="Small sizes: about 3 minutes instead of 12.")] = False,
+    quick: Annotated[bool, typer.Option(help="Small sizes: about 4 minutes instead of 10.")] = False,
     only: Annotated[str, typer.Option(help="Comma-separated scenarios to run (default all): "
                                            "ceiling,ledger,latency,batcher,e2e,reconcile,memory")] = "",
     rate: Annotated[float, typer.Option(min=0, help="Latency runs' load, events/s; 0 = half the "

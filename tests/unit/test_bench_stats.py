@@ -71,6 +71,14 @@ def test_memory_that_warms_up_then_stays_flat_is_bounded() -> None:
     assert abs(g.slope_mb_per_min) < 0.5
 
 
+def test_one_step_up_is_not_growth_but_a_staircase_is() -> None:
+    step = [(float(t), 192.0 if t < 110 else 198.0) for t in range(150)]  # one arena more
+    assert not rss_growth(step).grows
+    stairs = [(float(t), 150.0 + 3 * (t // 10)) for t in range(300)]  # +3 MB every 10 s
+    g = rss_growth(stairs)
+    assert g.grows and g.slope_mb_per_min == pytest.approx(18, abs=3)
+
+
 def test_memory_that_keeps_climbing_in_the_second_half_grows() -> None:
     samples = [(float(t), 100 + t * 0.1) for t in range(180)]  # 6 MB/min, steadily
     g = rss_growth(samples)
@@ -121,7 +129,8 @@ def suite() -> dict[str, Any]:
         "memory": {"backlog": 50000, "produce_s": 3.0, "seconds": 30.0, "processed": 30000,
                    "drained": False, "events_per_s": 1000.0, "steady_rss_mb": 150.0,
                    "peak_rss_mb": 160.0, "slope_mb_per_min": 0.4, "grows": False,
-                   "worker_cpu_cores": 0.6, "server_cpu_cores": {}, "rss_samples": [[0, 60], [1, 150]]},
+                   "worker_cpu_cores": 0.6, "server_cpu_cores": {},
+                   "rss_samples": [[t, 150.0] for t in range(30)]},
         "reconcile": {"entries": 1_000_000, "wall_s": 32.0, "entries_per_s": 31250,
                       "peak_rss_mb": 380.0, "injected_breaks": {"amount_mismatch": 50},
                       "found_breaks": {"amount_mismatch": 50}},
@@ -172,7 +181,7 @@ def test_targets_are_judged_on_worker_memory_and_reconciliation() -> None:
     assert rows["memory, 50,000 backlog"].met is True
     assert rows["reconcile 1,000,000 entries"].met is True
     growing = suite()
-    growing["memory"] |= {"grows": True, "slope_mb_per_min": 5.0}
+    growing["memory"]["rss_samples"] = [[t, 150.0 + t / 10] for t in range(300)]  # 6 MB/min
     assert by_name(summarize(growing))["memory, 50,000 backlog"].met is False
     slow = suite()
     slow["reconcile"]["wall_s"] = 75.0
