@@ -61,7 +61,8 @@ def throughput_vs_interval(suite: Mapping[str, Any], path: Path, meta: str = "")
                          if r["mode"] == mode and r["workers"] == w)
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", color=color,
-                        linestyle=_STYLES[i % len(_STYLES)], label=f"{label}, {w} worker{'' if w == 1 else 's'}")
+                        linestyle=_STYLES[i % len(_STYLES)],
+                        label=f"{label}, {w} worker{'' if w == 1 else 's'}")
     _ceiling(ax, suite)
     ax.set_xscale("log")
     ax.set_xticks(sorted({r["commit_interval_ms"] for r in ledger}))
