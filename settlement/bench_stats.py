@@ -202,7 +202,8 @@ def summarize(suite: Mapping[str, Any]) -> list[Row]:
             peak_rss_mb=e.get("peak_rss_mb"), ratio=_ratio(e["payments_per_s"], eos2),
             baseline=f"ledger EOS, {_workers(e['ledger_workers'])}",
             note=f"seal due -> last pacs.008 {e['seal_to_pacs008_s']:.2f} s; "
-                 f"{e['pacs008']} pacs.008; waited {e['seal_wait_s']:.1f} s for the seal"))
+                 f"{e['pacs008']} pacs.008; waited {e['seal_wait_s']:.1f} s for the seal"
+                 + (f"; {e['late']:,} late (next window, not counted)" if e.get("late") else "")))
     if r := suite.get("reconcile"):
         ok = r["wall_s"] <= RECON_WALL_S * r["entries"] / 1_000_000 and r["peak_rss_mb"] <= RECON_RSS_MB
         rows.append(Row(
