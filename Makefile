@@ -57,8 +57,8 @@ test: venv lint tools infra-up  ## lint + dependency audit + unit + integration 
 	$(BIN)/python infra/audit.py --unchecked warn
 	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: venv infra-up  ## ledger throughput: exactly-once vs at-least-once, 1 and 2 workers
-	$(BIN)/settlement bench ledger $(BENCH_ARGS)
+bench: venv infra-up  ## every benchmark scenario, one summary table, bench-out/bench.json + PNG plots (BENCH_ARGS=--quick)
+	$(BIN)/settlement bench all $(BENCH_ARGS)
 
 replay: venv  ## replay a topic: make replay TOPIC=payments.succeeded FROM=<offset|ISO time|earliest> [TO=] [PARTITION="0 3"] [GROUP=] [MODE=reset|republish] [DRY_RUN=1]
 	$(if $(TOPIC),,$(error TOPIC is required, e.g. make replay TOPIC=payments.succeeded FROM=earliest DRY_RUN=1))

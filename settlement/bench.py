@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import psutil
 from confluent_kafka.admin import AdminClient
 
 from settlement import loadgen
+from settlement.bench_kit import meter_servers
 from settlement.config import Settings, load_settings
 from settlement.kafka.admin import ensure_topics, topic_specs
 from settlement.kafka.reader import group_lag
@@ -47,6 +48,7 @@ class Result:
     worker_cpu_cores: float
     peak_rss_mb: float
     aborts_seen: int
+    server_cpu_cores: dict[str, float] = field(default_factory=dict)  # Kafka, Cassandra
 
 
 def _env(prefix: str, sc: Scenario) -> dict[str, str]:
@@ -75,6 +77,7 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
                          prefix=f"{prefix}-")
         fleet.start()
         procs = [psutil.Process(w.pid()) for w in fleet.workers]
+        servers = meter_servers(s)
         total, group = len(records), f"{prefix}-ledger"
         t_start = lag_start = None
         peak_rss = 0
@@ -89,10 +92,12 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
                 if t_start is None and lag < total:
                     t_start, lag_start = now, lag
                     cpu0 = {p.pid: sum(p.cpu_times()[:2]) for p in procs}
+                    servers.start()
                 if lag == 0:
                     break
                 time.sleep(0.2)
             cpu = sum(sum(p.cpu_times()[:2]) - cpu0.get(p.pid, 0.0) for p in procs)
+            servers.stop()
         finally:
             fleet.stop()
         assert t_start is not None and lag_start is not None
@@ -100,7 +105,8 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
         aborts = sum(w.log_path.read_text().count('"txn.aborting"') for w in fleet.workers)
         return Result(sc.mode, sc.workers, sc.commit_interval_ms, total, round(secs, 2),
                       round(lag_start / secs, 1), round(cpu / secs, 2),
-                      round(peak_rss / 2**20, 1), aborts)
+                      round(peak_rss / 2**20, 1), aborts,
+                      {k: servers.cores([k]) for k in servers.procs})
     finally:
         try:
             session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=60)
@@ -124,3 +130,27 @@ def _overrides(base: Settings, env: dict[str, str]) -> dict[str, Any]:
 def write_json(results: list[Result], path: Path, meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+
+
+def run_matrix(base: Settings, records: list[loadgen.SampleRecord], accounts: list[Any],
+               workers: list[int], commit_intervals: list[int], tag: str, log_dir: Path,
+               produce: Callable[[Settings, list[loadgen.SampleRecord]], None],
+               say: Callable[[str], None]) -> list[Result]:
+    """Every (workers, commit interval) in both modes, exactly-once and at-least-once side
+    by side, so drift of the machine hits both alike."""
+    results: list[Result] = []
+    n = 0
+    for w in workers:
+        for ci in commit_intervals:
+            for mode in ("exactly-once", "at-least-once"):
+                n += 1
+                say(f"[bold]ledger {n}[/bold]: {mode}, {w} worker(s), commit every {ci} ms, "
+                    f"{len(records):,} events")
+                r = run_scenario(base, Scenario(mode, w, ci), records, accounts,
+                                 f"bench-{tag}-{n}", log_dir, produce)
+                say(f"  {r.events_per_s:,.0f} events/s, {r.worker_cpu_cores} cores, "
+                    f"peak RSS {r.peak_rss_mb} MB; servers "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.server_cpu_cores.items()))
+                    + " cores")
+                results.append(r)
+    return results

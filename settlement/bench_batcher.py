@@ -96,7 +96,10 @@ def drop_namespace(s: Settings, session: Session) -> None:
         f.result(30)
 
 
-def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> BatcherResult:
+def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
+                      lead_s: float = 45) -> BatcherResult:
+    """`lead_s`: the window closes at least this long after the items are produced, so
+    the placement is over before the seal is due (the seal is timed alone)."""
     prefix, grace = f"benchb-{tag}", 1.0
     env = _env(prefix, grace)
     s = namespace_settings(base, env, prefix)
@@ -104,7 +107,7 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str) -> 
     session = connect(s.cassandra)
     try:
         migrate(session, s.cassandra)
-        cutoff = next_cutoff(45)  # the window must close after the placement finished
+        cutoff = next_cutoff(lead_s)
         accounts = [MerchantAccount(
             merchant_id=f"bm-{i:05d}", currency="EUR", creditor_name=f"Bench Merchant {i}",
             account_id="DE89370400440532013000", bank_bic=BIC, payout_mode="payment")

@@ -24,10 +24,13 @@ bench_app = typer.Typer(help="Benchmarks on the local stack (figures, not pass/f
 
 
 def register(app: typer.Typer) -> None:
+    from settlement.cli import bench_suite
+
+    bench_suite.register(bench_app)
     app.add_typer(bench_app, name="bench")
 
 
-def _produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> None:
+def produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> None:
     produce(settings, records, rate=0, show_progress=False)
 
 
@@ -55,20 +58,9 @@ def bench_ledger(
     accounts = loadgen.merchants(200, 3, ccys, seed)
     records = list(loadgen.generate(events, merchants_n=200, currencies=ccys, seed=seed))
     tag = datetime.now(UTC).strftime("%H%M%S")
-    results: list[bench.Result] = []
-    n = 0
-    for w in _ints(workers):
-        for ci in _ints(commit_intervals):
-            for mode in ("exactly-once", "at-least-once"):  # side by side: drift hits both
-                n += 1
-                sc = bench.Scenario(mode, w, ci)
-                console.print(f"[bold]scenario {n}[/bold]: {mode}, {w} worker(s), "
-                              f"commit every {ci} ms, {events:,} events")
-                r = run(partial(bench.run_scenario, s, sc, records, accounts,
-                                f"bench-{tag}-{n}", Path("bench-out/logs"), _produce_quietly))
-                console.print(f"  {r.events_per_s:,.0f} events/s, {r.worker_cpu_cores} cores, "
-                              f"peak RSS {r.peak_rss_mb} MB")
-                results.append(r)
+    results = run(partial(bench.run_matrix, s, records, accounts, _ints(workers),
+                          _ints(commit_intervals), tag, Path("bench-out/logs"), produce_quietly,
+                          console.print))
     table = Table("mode", "workers", "commit ms", "events/s", "EOS/ALOS", "worker CPU (cores)",
                   "peak RSS MB", title=f"ledger stage, {events:,} events backlog")
     base = {(r.workers, r.commit_interval_ms): r.events_per_s for r in results

@@ -1,0 +1,197 @@
+"""The raw ceiling on this machine: the clients alone, without the settlement code.
+
+- Kafka: consume -> produce of N small records (a payment event's size), committing
+  every `commit_interval_ms`, plain (flush, then commit offsets, as the
+  at-least-once loop does) and transactional (offsets sent to the transaction,
+  then commit, as the exactly-once loop does), one process;
+- Cassandra: N ledger rows (the ledger table's 13 columns), issued concurrently
+  as plain INSERTs and as INSERT ... IF NOT EXISTS (one Paxos round each, what
+  the ledger pays per payment), from `clients` processes at once.
+
+Each figure comes with the CPU of the client process(es) and of the co-located
+Kafka and Cassandra servers over the same wall time: on two cores shared by all
+of them, that says which one ran out.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psutil
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from settlement.bench_kit import Meter, Outgoing, produce_stream, server_procs
+from settlement.config import CassandraSettings, Settings
+from settlement.runtime.namespace import Namespace, drop, namespace, provision
+from settlement.store.session import connect
+
+_LEDGER_INSERT = (
+    "INSERT INTO ledger (payment_id, event_id, merchant_id, amount_minor, fee_minor, currency, "
+    "captured_at, schema_version, fingerprint, src_topic, src_partition, src_offset, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+@dataclass
+class CeilingResult:
+    what: str
+    records: int
+    seconds: float
+    records_per_s: float
+    client_cpu_cores: float
+    server_cpu_cores: dict[str, float] = field(default_factory=dict)
+    clients: int = 1
+
+
+def _event(i: int) -> Outgoing:
+    pid = f"ceil-pay-{i:08d}"
+    return Outgoing(pid.encode(), orjson.dumps({
+        "schema_version": 1, "event_id": f"ceil-evt-{i:08d}", "payment_id": pid,
+        "merchant_id": f"m-{i % 200:04d}", "amount_minor": 1000 + i % 5000, "fee_minor": 59,
+        "currency": "EUR", "captured_at": "2026-11-02T08:00:00+00:00"}))
+
+
+def kafka_consume_produce(s: Settings, n: int, transactional: bool, commit_interval_ms: int,
+                          group: str) -> CeilingResult:
+    """Consume the n records of `payments` and produce each to `items`, committing every
+    `commit_interval_ms`; timed from the first record consumed to the last commit."""
+    src, dst = s.topics.payments, s.topics.items
+    consumer = Consumer({**s.kafka.client_config(), "group.id": group, "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
+    conf: dict[str, Any] = {**s.kafka.client_config(), "enable.idempotence": True, "linger.ms": 5,
+                            "compression.type": "zstd"}
+    if transactional:
+        conf |= {"transactional.id": f"{group}-txn", "transaction.timeout.ms": 60_000}
+    producer = Producer(conf)
+    if transactional:
+        producer.init_transactions(30)
+    consumer.subscribe([src])
+    me = psutil.Process()
+    meter = Meter({"client": me, **server_procs(s.kafka, s.cassandra.port)}, every_s=1.0)
+    done, offsets, t_batch = 0, dict[int, int](), 0.0
+    txn_open = started = False
+    try:
+        while done < n:
+            msgs = consumer.consume(500, 0.1)
+            if msgs and not started:
+                meter.start()  # from the first record: group join and fetch start-up excluded
+                started = True
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                if transactional and not txn_open:
+                    producer.begin_transaction()
+                    txn_open, t_batch = True, time.monotonic()
+                elif not t_batch:
+                    t_batch = time.monotonic()
+                producer.produce(dst, key=m.key(), value=m.value())
+                offsets[m.partition() or 0] = (m.offset() or 0) + 1
+                done += 1
+            producer.poll(0)
+            if offsets and (done >= n or (time.monotonic() - t_batch) * 1000 >= commit_interval_ms):
+                tps = [TopicPartition(src, p, o) for p, o in offsets.items()]
+                if transactional:
+                    producer.send_offsets_to_transaction(tps, consumer.consumer_group_metadata(), 30)
+                    producer.commit_transaction(30)
+                    txn_open = False
+                else:
+                    producer.flush(30)
+                    consumer.commit(offsets=tps, asynchronous=False)
+                offsets, t_batch = {}, 0.0
+        meter.stop()
+    finally:
+        consumer.close()
+    servers = {k: meter.cores([k]) for k in meter.procs if k != "client"}
+    return CeilingResult(f"kafka_{'txn' if transactional else 'plain'}", n, round(meter.seconds, 2),
+                         round(n / meter.seconds, 1), meter.cores(["client"]), servers)
+
+
+def _ledger_params(i: int, now: datetime) -> tuple[Any, ...]:
+    return (f"ceil-pay-{i:08d}", f"ceil-evt-{i:08d}", f"m-{i % 200:04d}", 1000 + i % 5000, 59,
+            "EUR", now, 1, f"{i:064x}", "payments.succeeded", i % 6, i, now)
+
+
+def _cassandra_client(settings: CassandraSettings, keyspace: str, start: int, n: int, lwt: bool,
+                      concurrency: int, go: Any, out: Any) -> None:
+    """One client process: connect, wait for `go`, write rows start..start+n, report."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    session = connect(settings, keyspace=keyspace)
+    try:
+        stmt = session.prepare(_LEDGER_INSERT + (" IF NOT EXISTS" if lwt else ""))
+        now = datetime.now(UTC)
+        # untimed warm-up on rows of their own: JIT, connections and Paxos state settle first
+        warm = [_ledger_params(i, now) for i in range(start + n, start + n + min(2000, n // 4))]
+        execute_concurrent_with_args(session, stmt, warm, concurrency=concurrency)
+        params = [_ledger_params(i, now) for i in range(start, start + n)]
+        out.put(("ready", 0.0, 0.0))
+        go.wait()
+        me = psutil.Process()
+        cpu0, t0 = sum(me.cpu_times()[:2]), time.time()
+        for chunk in range(0, n, 10_000):
+            for ok, res in execute_concurrent_with_args(session, stmt, params[chunk:chunk + 10_000],
+                                                        concurrency=concurrency,
+                                                        raise_on_first_error=False):
+                if not ok:
+                    raise RuntimeError(f"write failed: {res!r}")
+        out.put(("done", time.time() - t0, sum(me.cpu_times()[:2]) - cpu0))
+    finally:
+        session.cluster.shutdown()
+
+
+def cassandra_writes(s: Settings, n: int, lwt: bool, clients: int, concurrency: int) -> CeilingResult:
+    """n ledger rows from `clients` processes, each `concurrency` statements in flight."""
+    ctx = mp.get_context("spawn")  # fresh interpreters: no driver threads across a fork
+    go, out = ctx.Event(), ctx.Queue()
+    share = n // clients
+    first = 10**8 if lwt else 0  # LWT rows are new payments, never the INSERTs' rows
+    procs = [ctx.Process(target=_cassandra_client, args=(
+        s.cassandra, s.cassandra.keyspace, first + k * share, share, lwt,
+        concurrency, go, out)) for k in range(clients)]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            if out.get(timeout=120)[0] != "ready":
+                raise RuntimeError("a Cassandra client did not start")
+        meter = Meter(server_procs(s.kafka, s.cassandra.port)).start()
+        go.set()
+        results = [out.get(timeout=600) for _ in procs]
+        meter.stop()
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    wall = max(r[1] for r in results)
+    return CeilingResult("cassandra_lwt" if lwt else "cassandra_insert", share * clients,
+                         round(wall, 2), round(share * clients / wall, 1),
+                         round(sum(r[2] for r in results) / wall, 2),
+                         {k: meter.cores([k]) for k in meter.procs}, clients)
+
+
+def run_ceiling(base: Settings, tag: str, kafka_records: int, insert_rows: int, lwt_rows: int,
+                clients: int = 1, commit_interval_ms: int = 100,
+                concurrency: int = 128) -> dict[str, dict[str, Any]]:
+    """Every ceiling figure, each on fresh topics and keyspace of its own namespace."""
+    ns: Namespace = namespace(base, f"benchc-{tag}")
+    provision(ns)
+    s = ns.settings
+    try:
+        out: dict[str, dict[str, Any]] = {}
+        produce_stream(s.kafka, s.topics.payments, (_event(i) for i in range(kafka_records)),
+                       linger_ms=50)
+        for txn in (False, True):  # the same input topic, read by two groups
+            r = kafka_consume_produce(s, kafka_records, txn, commit_interval_ms,
+                                      f"{ns.prefix}-ceil-{'txn' if txn else 'plain'}")
+            out[r.what] = asdict(r)
+        for lwt, rows in ((False, insert_rows), (True, lwt_rows)):
+            r = cassandra_writes(s, rows, lwt, clients, concurrency)
+            out[r.what] = asdict(r)
+        return out
+    finally:
+        drop(ns)

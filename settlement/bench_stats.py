@@ -1,0 +1,237 @@
+"""The pure arithmetic of the benchmark suite: percentiles, memory growth, the summary rows.
+
+No clients, no clocks: the scenarios measure, these functions turn their results
+(plain dicts, as written to bench-out/bench.json) into figures and verdicts, so
+the verdicts are unit-tested and a JSON file from another machine can be
+summarized again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Targets of issue 8.
+LATENCY_SLACK_MS = 250  # p99 produced -> visible read_committed <= commit interval + this
+WORKER_RSS_MB = 200.0  # a worker's steady RSS
+RSS_GROWTH_MB_PER_MIN = 2.0  # above this over the second half of a backlog, memory is not bounded
+RECON_WALL_S, RECON_RSS_MB = 60.0, 500.0  # 1,000,000 entries
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100): a value that was measured, never interpolated."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} outside 0..100")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Spread:
+    count: int
+    p50: float
+    p99: float
+    max: float
+
+
+def spread(values: Sequence[float]) -> Spread:
+    return Spread(len(values), percentile(values, 50), percentile(values, 99), max(values))
+
+
+def slope_per_min(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) samples, per minute."""
+    if len(samples) < 2:
+        return 0.0
+    ts = [t for t, _ in samples]
+    vs = [v for _, v in samples]
+    t_mean, v_mean = statistics.fmean(ts), statistics.fmean(vs)
+    var = sum((t - t_mean) ** 2 for t in ts)
+    if var == 0:
+        return 0.0
+    cov = sum((t - t_mean) * (v - v_mean) for t, v in zip(ts, vs, strict=True))
+    return cov / var * 60
+
+
+@dataclass(frozen=True)
+class Growth:
+    steady_mb: float  # median RSS over the second half
+    peak_mb: float
+    slope_mb_per_min: float  # least squares over the second half
+    grows: bool
+
+
+def rss_growth(samples: Sequence[tuple[float, float]],
+               limit_mb_per_min: float = RSS_GROWTH_MB_PER_MIN) -> Growth:
+    """(seconds, RSS MB) samples of one process under load. The first half is warm-up
+    (caches, client buffers filling). Memory grows if it still climbs faster than the
+    limit in both the third and the last quarter of the run: a leak or a staircase of
+    allocations does, one step up (an allocator arena, a buffer grown once) does not."""
+    if len(samples) < 2:
+        raise ValueError("need at least two RSS samples")
+    t0, t1 = samples[0][0], samples[-1][0]
+
+    def part(a: float, b: float) -> list[tuple[float, float]]:
+        return [(t, v) for t, v in samples if t0 + a * (t1 - t0) <= t <= t0 + b * (t1 - t0)]
+
+    second = part(0.5, 1.0)
+    quarters = min(slope_per_min(part(0.5, 0.75)), slope_per_min(part(0.75, 1.0)))
+    return Growth(round(statistics.median(v for _, v in second), 1),
+                  round(max(v for _, v in samples), 1), round(slope_per_min(second), 2),
+                  quarters > limit_mb_per_min)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table."""
+
+    scenario: str
+    throughput: float | None = None
+    unit: str = ""
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_cores: float | None = None  # the measured client or worker processes
+    peak_rss_mb: float | None = None
+    ratio: float | None = None
+    baseline: str = ""  # what `ratio` divides by
+    target: str = ""
+    met: bool | None = None  # None: no target
+    note: str = ""
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" + ("" if n == 1 else "s")
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if not num or not den else round(num / den, 2)
+
+
+def _rss_ok(peak: float | None) -> bool | None:
+    return None if peak is None else peak <= WORKER_RSS_MB
+
+
+def _ceiling_rows(c: Mapping[str, Any]) -> list[Row]:
+    rows = []
+    kafka_plain = (c.get("kafka_plain") or {}).get("records_per_s")
+    insert = (c.get("cassandra_insert") or {}).get("records_per_s")
+    for key, label, base, base_name in (
+            ("kafka_plain", "ceiling Kafka consume->produce", None, ""),
+            ("kafka_txn", "ceiling Kafka consume->produce, txn", kafka_plain,
+             "plain"),
+            ("cassandra_insert", "ceiling Cassandra INSERT", None, ""),
+            ("cassandra_lwt", "ceiling Cassandra INSERT IF NOT EXISTS", insert,
+             "INSERT")):
+        r = c.get(key)
+        if not r:
+            continue
+        rate = r["records_per_s"]
+        servers = r.get("server_cpu_cores", {})
+        clients = f"{r.get('clients', 1)} client process(es); " if key.startswith("cassandra") else ""
+        rows.append(Row(label, rate, "rows/s" if key.startswith("cassandra") else "records/s",
+                        cpu_cores=r.get("client_cpu_cores"), ratio=_ratio(rate, base),
+                        baseline=base_name,
+                        note=clients + ", ".join(f"{k} {v:.2f} cores"
+                                                 for k, v in sorted(servers.items()))))
+    return rows
+
+
+def _ledger_rows(results: Sequence[Mapping[str, Any]], lwt: float | None) -> list[Row]:
+    alos = {(r["workers"], r["commit_interval_ms"]): r["events_per_s"] for r in results
+            if r["mode"] == "at-least-once"}
+    rows = []
+    for r in results:
+        eos = r["mode"] == "exactly-once"
+        servers = r.get("server_cpu_cores", {})
+        rows.append(Row(
+            f"ledger {'EOS' if eos else 'ALOS'}, {_workers(r['workers'])}, "
+            f"{r['commit_interval_ms']} ms", r["events_per_s"], "events/s",
+            cpu_cores=r["worker_cpu_cores"], peak_rss_mb=r["peak_rss_mb"],
+            ratio=_ratio(r["events_per_s"], alos.get((r["workers"], r["commit_interval_ms"]))
+                         if eos else lwt),
+            baseline="ALOS" if eos else "LWT ceiling",
+            target=f"RSS <= {WORKER_RSS_MB:.0f} MB", met=_rss_ok(r["peak_rss_mb"]),
+            note=", ".join(f"{k} {v:.2f} cores" for k, v in sorted(servers.items()))))
+    return rows
+
+
+def _latency_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
+    alos = {(r["workers"], r["commit_interval_ms"]): r["p99_ms"] for r in results
+            if r["mode"] == "at-least-once"}
+    rows = []
+    for r in results:
+        eos = r["mode"] == "exactly-once"
+        limit = r["commit_interval_ms"] + LATENCY_SLACK_MS
+        missing = r.get("missing", 0)
+        rows.append(Row(
+            f"latency {'EOS' if eos else 'ALOS'}, {r['commit_interval_ms']} ms, "
+            f"at {r['rate_per_s']:,.0f}/s", r["achieved_per_s"], "events/s",
+            p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], cpu_cores=r.get("worker_cpu_cores"),
+            peak_rss_mb=r.get("peak_rss_mb"),
+            ratio=_ratio(r["p99_ms"], alos.get((r["workers"], r["commit_interval_ms"])))
+            if eos else None, baseline="ALOS p99" if eos else "",
+            target=f"p99 <= {limit} ms", met=r["p99_ms"] <= limit and missing == 0,
+            note=f"max {r['max_ms']:.0f} ms" + (f", {missing} never seen" if missing else "")))
+    return rows
+
+
+def summarize(suite: Mapping[str, Any]) -> list[Row]:
+    """The summary rows of a suite's results, each scenario only if it ran."""
+    rows: list[Row] = []
+    ceiling = suite.get("ceiling") or {}
+    rows += _ceiling_rows(ceiling)
+    lwt = (ceiling.get("cassandra_lwt") or {}).get("records_per_s")
+    rows += _ledger_rows(suite.get("ledger") or [], lwt)
+    rows += _latency_rows(suite.get("latency") or [])
+    if b := suite.get("batcher"):
+        rows.append(Row(f"batcher, {b['payouts']:,} payouts", b["payments_per_s"], "payments/s",
+                        note=f"cutoff+grace -> pacs.008 {b['cutoff_to_pacs008_s']:.2f} s for "
+                             f"{b['nb_of_txs']:,} txs"))
+    if e := suite.get("e2e"):
+        eos2 = next((r["events_per_s"] for r in suite.get("ledger") or []
+                     if r["mode"] == "exactly-once" and r["workers"] == e["ledger_workers"]
+                     and r["commit_interval_ms"] == e["commit_interval_ms"]), None)
+        rows.append(Row(
+            f"e2e to pacs.008, {e['payments']:,} payments",
+            e["payments_per_s"], "payments/s", cpu_cores=e.get("worker_cpu_cores"),
+            peak_rss_mb=e.get("peak_rss_mb"), ratio=_ratio(e["payments_per_s"], eos2),
+            baseline=f"ledger EOS, {_workers(e['ledger_workers'])}",
+            note=f"seal due -> last pacs.008 {e['seal_to_pacs008_s']:.2f} s; "
+                 f"{e['pacs008']} pacs.008; waited {e['seal_wait_s']:.1f} s for the seal"
+                 + (f"; {e['late']:,} late (next window, not counted)" if e.get("late") else "")))
+    if r := suite.get("reconcile"):
+        ok = r["wall_s"] <= RECON_WALL_S * r["entries"] / 1_000_000 and r["peak_rss_mb"] <= RECON_RSS_MB
+        rows.append(Row(
+            f"reconcile {r['entries']:,} entries", r["entries_per_s"], "entries/s",
+            peak_rss_mb=r["peak_rss_mb"],
+            target=f"<= {RECON_WALL_S * r['entries'] / 1_000_000:.0f} s, <= {RECON_RSS_MB:.0f} MB",
+            met=ok and r["found_breaks"] == {k: v for k, v in r["injected_breaks"].items() if v},
+            note=f"wall {r['wall_s']:.1f} s"))
+    if m := suite.get("memory"):
+        if len(m.get("rss_samples") or []) >= 2:  # the verdict of this version, from the samples
+            g = rss_growth([(t, v) for t, v in m["rss_samples"]])
+            m = {**m, "steady_rss_mb": g.steady_mb, "slope_mb_per_min": g.slope_mb_per_min,
+                 "grows": g.grows}
+        rows.append(Row(
+            f"memory, {m['backlog']:,} backlog", m["events_per_s"], "events/s",
+            cpu_cores=m.get("worker_cpu_cores"), peak_rss_mb=m["peak_rss_mb"],
+            target=f"<= {WORKER_RSS_MB:.0f} MB, flat",
+            met=m["steady_rss_mb"] <= WORKER_RSS_MB and not m["grows"],
+            note=f"steady {m['steady_rss_mb']:.0f} MB, {m['slope_mb_per_min']:+.2f} MB/min, "
+                 f"{m['processed']:,} processed in {m['seconds']:.0f} s"
+                 + ("" if m["drained"] else " (not drained)")))
+    return rows
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A figure for the table: thousands separators, '-' when not measured."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def verdict(met: bool | None) -> str:
+    return "-" if met is None else ("yes" if met else "NO")

@@ -1,0 +1,193 @@
+"""`settlement bench all`: every scenario in one run, so the figures are ratios on one machine.
+
+Order: the raw ceiling first (the physical limit), then the ledger matrix (its
+maximum sets the latency runs' load: half of it), latency, the batcher, end to
+end, reconciliation and last the memory run (its backlog would slow everything
+after it). A scenario that fails is recorded with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+
+from settlement import bench, loadgen
+from settlement.config import Settings
+
+SCENARIOS = ("ceiling", "ledger", "latency", "batcher", "e2e", "reconcile", "memory")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    kafka_records: int = 100_000
+    insert_rows: int = 40_000
+    lwt_rows: int = 20_000
+    ceiling_clients: int = 2
+    ledger_events: int = 12_000
+    workers: tuple[int, ...] = (1, 2)
+    commit_intervals: tuple[int, ...] = (100, 1000)
+    latency_s: float = 25.0
+    latency_warmup_s: float = 3.0
+    batcher_payouts: int = 10_000
+    e2e_payments: int = 10_000
+    e2e_workers: int = 2
+    recon_entries: int = 1_000_000
+    memory_events: int = 1_000_000
+    memory_max_s: float = 150.0
+
+
+FULL = Sizes()
+QUICK = Sizes(kafka_records=20_000, insert_rows=8_000, lwt_rows=4_000, ledger_events=3_000,
+              latency_s=6.0, latency_warmup_s=2.0, batcher_payouts=2_000, e2e_payments=2_000,
+              recon_entries=100_000, memory_events=50_000, memory_max_s=25.0)
+
+
+@dataclass
+class SuiteRun:
+    base: Settings
+    sizes: Sizes
+    out_dir: Path
+    say: Callable[[str], None]
+    produce: Callable[[Settings, list[loadgen.SampleRecord]], None]
+    only: tuple[str, ...] = SCENARIOS
+    rate: float = 0.0  # latency load; 0 = half the ledger's measured maximum
+    tag: str = field(default_factory=lambda: datetime.now(UTC).strftime("%H%M%S"))
+
+    @property
+    def log_dir(self) -> Path:
+        return self.out_dir / "logs"
+
+
+def _meta(sizes: Sizes) -> dict[str, Any]:
+    return {"when": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in os.getloadavg()],
+            "machine": platform.platform(), "python": platform.python_version(),
+            "librdkafka": confluent_kafka.libversion()[0], "sizes": asdict(sizes)}
+
+
+def run_suite(r: SuiteRun) -> dict[str, Any]:
+    """Run the chosen scenarios in order; the results as one JSON-able dict."""
+    suite: dict[str, Any] = {"meta": _meta(r.sizes), "errors": {}, "seconds": {}}
+    steps: dict[str, Callable[[SuiteRun, dict[str, Any]], Any]] = {
+        "ceiling": _ceiling, "ledger": _ledger, "latency": _latency, "batcher": _batcher,
+        "e2e": _e2e, "reconcile": _reconcile, "memory": _memory}
+    for name in SCENARIOS:
+        if name not in r.only:
+            continue
+        r.say(f"[bold]== {name}[/bold]")
+        t0 = time.monotonic()
+        try:
+            suite[name] = steps[name](r, suite)
+        except Exception as exc:  # one scenario's failure must not lose the others' figures
+            suite["errors"][name] = f"{type(exc).__name__}: {exc}"
+            r.say(f"[red]{name} failed:[/red] {exc}\n{traceback.format_exc(limit=4)}")
+        suite["seconds"][name] = round(time.monotonic() - t0, 1)
+    suite["meta"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return suite
+
+
+def _ceiling(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
+    from settlement.bench_ceiling import run_ceiling
+
+    z = r.sizes
+    out = run_ceiling(r.base, r.tag, z.kafka_records, z.insert_rows, z.lwt_rows,
+                      clients=z.ceiling_clients)
+    for k, v in out.items():
+        r.say(f"  {k}: {v['records_per_s']:,.0f}/s, client {v['client_cpu_cores']} cores, servers "
+              + ", ".join(f"{s} {c:.2f}" for s, c in sorted(v["server_cpu_cores"].items())))
+    return out
+
+
+def _ledger(r: SuiteRun, _suite: dict[str, Any]) -> list[dict[str, Any]]:
+    z = r.sizes
+    ccys = ["EUR", "USD"]
+    accounts = loadgen.merchants(200, 3, ccys, 11)
+    records = list(loadgen.generate(z.ledger_events, merchants_n=200, currencies=ccys, seed=11))
+    return [asdict(x) for x in bench.run_matrix(
+        r.base, records, accounts, list(z.workers), list(z.commit_intervals), r.tag, r.log_dir,
+        r.produce, r.say)]
+
+
+def latency_rate(ledger: list[dict[str, Any]], commit_interval_ms: int) -> float | None:
+    """Half the exactly-once maximum of one worker at this commit interval."""
+    eos = [x["events_per_s"] for x in ledger if x["mode"] == "exactly-once"
+           and x["workers"] == 1 and x["commit_interval_ms"] == commit_interval_ms]
+    return round(eos[0] / 2) if eos else None
+
+
+def _latency(r: SuiteRun, suite: dict[str, Any]) -> list[dict[str, Any]]:
+    from settlement.bench_latency import run_latency
+
+    z, out = r.sizes, []
+    for i, ci in enumerate(z.commit_intervals):
+        rate = r.rate or latency_rate(suite.get("ledger") or [], ci) or 400.0
+        for j, mode in enumerate(("exactly-once", "at-least-once")):
+            res = run_latency(r.base, mode=mode, workers=1, commit_interval_ms=ci, rate=rate,
+                              duration_s=z.latency_s, warmup_s=z.latency_warmup_s,
+                              prefix=f"benchl-{r.tag}-{i}{j}", log_dir=r.log_dir)
+            r.say(f"  {mode}, commit {ci} ms, {rate:,.0f}/s: p50 {res.p50_ms:,.0f} ms, "
+                  f"p99 {res.p99_ms:,.0f} ms, max {res.max_ms:,.0f} ms"
+                  + (f", {res.missing} never seen" if res.missing else ""))
+            out.append(asdict(res))
+    return out
+
+
+def _batcher(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
+    from settlement.bench_batcher import run_batcher_bench
+
+    n = r.sizes.batcher_payouts
+    r.say(f"  {n:,} payouts into one batch, sealed at the next minute cutoff ...")
+    res = run_batcher_bench(r.base, n, r.log_dir, r.tag, lead_s=10 + n / 1000)
+    r.say(f"  {res.payments_per_s:,.0f} payments/s placed; cutoff+grace -> pacs.008 "
+          f"{res.cutoff_to_pacs008_s:.2f} s")
+    return asdict(res)
+
+
+def _e2e(r: SuiteRun, suite: dict[str, Any]) -> dict[str, Any]:
+    from settlement.bench_e2e import run_e2e
+
+    z = r.sizes
+    rate = next((x["events_per_s"] for x in suite.get("ledger") or [] if x["mode"] == "exactly-once"
+                 and x["workers"] == z.e2e_workers and x["commit_interval_ms"] == 100), None)
+    res = run_e2e(r.base, payments=z.e2e_payments, ledger_workers=z.e2e_workers, batchers=1,
+                  commit_interval_ms=100, prefix=f"benche-{r.tag}", log_dir=r.log_dir, say=r.say,
+                  expected_rate=rate)
+    r.say(f"  {res.payments_per_s:,.0f} payments/s end to end ({res.e2e_s:.1f} s, of which "
+          f"{res.seal_wait_s:.1f} s waiting for the planned seal); seal due -> last pacs.008 "
+          f"{res.seal_to_pacs008_s:.2f} s")
+    return asdict(res)
+
+
+def _reconcile(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
+    from settlement.bench_recon import run_recon_bench
+
+    res = run_recon_bench(r.base, r.sizes.recon_entries, 50, r.out_dir / "recon", r.tag,
+                          lambda m: r.say(f"  {m}"))
+    r.say(f"  {res.entries:,} entries in {res.wall_s:.1f} s, peak RSS {res.peak_rss_mb:.0f} MB")
+    return asdict(res)
+
+
+def _memory(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
+    from settlement.bench_memory import run_memory
+
+    z = r.sizes
+    r.say(f"  producing a {z.memory_events:,}-event backlog first ...")
+    res = run_memory(r.base, events=z.memory_events, max_s=z.memory_max_s,
+                     prefix=f"benchm-{r.tag}", log_dir=r.log_dir, say=r.say)
+    r.say(f"  steady {res.steady_rss_mb:.0f} MB, peak {res.peak_rss_mb:.0f} MB, "
+          f"{res.slope_mb_per_min:+.2f} MB/min over the second half; {res.processed:,} processed")
+    return asdict(res)
+
+
+def with_overrides(sizes: Sizes, **changes: Any) -> Sizes:
+    """`sizes` with the given fields replaced (None values ignored)."""
+    return replace(sizes, **{k: v for k, v in changes.items() if v is not None})

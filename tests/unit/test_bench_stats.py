@@ -1,0 +1,209 @@
+"""The benchmark suite's arithmetic: percentiles, memory growth, the summary and its verdicts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from settlement.bench_e2e import seal_in_s
+from settlement.bench_stats import (
+    Row,
+    percentile,
+    rss_growth,
+    slope_per_min,
+    spread,
+    summarize,
+)
+from settlement.bench_suite import latency_rate
+
+
+def test_percentiles_are_measured_values_by_nearest_rank() -> None:
+    values = list(range(1, 101))  # 1..100
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile(values, 0) == 1
+    assert percentile([7.0], 99) == 7.0
+    # 10 values: p99 is the largest, p50 the fifth
+    assert percentile([5, 1, 9, 3, 7, 2, 8, 4, 6, 10], 99) == 10
+    assert percentile([5, 1, 9, 3, 7, 2, 8, 4, 6, 10], 50) == 5
+
+
+def test_percentile_of_nothing_or_out_of_range_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=300),
+       st.floats(min_value=0, max_value=100))
+def test_a_percentile_is_one_of_the_values_and_ordered(values: list[float], q: float) -> None:
+    p = percentile(values, q)
+    assert p in values
+    assert percentile(values, 0) <= p <= percentile(values, 100) == max(values)
+    assert sum(1 for v in values if v <= p) >= math.ceil(q / 100 * len(values))
+
+
+def test_spread_reports_count_p50_p99_and_max() -> None:
+    s = spread([float(x) for x in range(1000)])
+    assert (s.count, s.p50, s.p99, s.max) == (1000, 499.0, 989.0, 999.0)
+
+
+def test_slope_is_per_minute_and_zero_for_flat_or_single_samples() -> None:
+    assert slope_per_min([(t, 100 + t / 60) for t in range(0, 120)]) == pytest.approx(1.0)
+    assert slope_per_min([(t, 42.0) for t in range(10)]) == 0.0
+    assert slope_per_min([(0.0, 1.0)]) == 0.0
+    assert slope_per_min([(5.0, 1.0), (5.0, 2.0)]) == 0.0
+
+
+def test_memory_that_warms_up_then_stays_flat_is_bounded() -> None:
+    # fills its buffers for 30 s (+60 MB), then flat with +-1 MB jitter
+    samples = [(float(t), 60 + 2 * t if t < 30 else 120 + (1 if t % 2 else -1)) for t in range(180)]
+    g = rss_growth(samples)
+    assert not g.grows
+    assert g.peak_mb == 121
+    assert 119 <= g.steady_mb <= 121
+    assert abs(g.slope_mb_per_min) < 0.5
+
+
+def test_one_step_up_is_not_growth_but_a_staircase_is() -> None:
+    step = [(float(t), 192.0 if t < 110 else 198.0) for t in range(150)]  # one arena more
+    assert not rss_growth(step).grows
+    stairs = [(float(t), 150.0 + 3 * (t // 10)) for t in range(300)]  # +3 MB every 10 s
+    g = rss_growth(stairs)
+    assert g.grows and g.slope_mb_per_min == pytest.approx(18, abs=3)
+
+
+def test_memory_that_keeps_climbing_in_the_second_half_grows() -> None:
+    samples = [(float(t), 100 + t * 0.1) for t in range(180)]  # 6 MB/min, steadily
+    g = rss_growth(samples)
+    assert g.grows
+    assert g.slope_mb_per_min == pytest.approx(6.0)
+
+
+def test_growth_needs_two_samples() -> None:
+    with pytest.raises(ValueError):
+        rss_growth([(0.0, 100.0)])
+
+
+def ledger(mode: str, workers: int, ci: int, eps: float, rss: float = 120.0) -> dict[str, Any]:
+    return {"mode": mode, "workers": workers, "commit_interval_ms": ci, "events": 3000,
+            "seconds": 3.0, "events_per_s": eps, "worker_cpu_cores": 0.5, "peak_rss_mb": rss,
+            "aborts_seen": 0, "server_cpu_cores": {"cassandra": 1.1, "kafka": 0.2}}
+
+
+def latency(mode: str, ci: int, p99: float, missing: int = 0) -> dict[str, Any]:
+    return {"mode": mode, "workers": 1, "commit_interval_ms": ci, "rate_per_s": 600.0,
+            "achieved_per_s": 599.0, "events": 15000, "missing": missing, "p50_ms": p99 / 2,
+            "p99_ms": p99, "max_ms": p99 + 50, "worker_cpu_cores": 0.3, "peak_rss_mb": 110.0,
+            "server_cpu_cores": {}}
+
+
+def suite() -> dict[str, Any]:
+    return {
+        "ceiling": {
+            "kafka_plain": {"what": "kafka_plain", "records": 20000, "seconds": 1.0,
+                            "records_per_s": 20000.0, "client_cpu_cores": 0.9,
+                            "server_cpu_cores": {"kafka": 0.4}, "clients": 1},
+            "kafka_txn": {"what": "kafka_txn", "records": 20000, "seconds": 1.25,
+                          "records_per_s": 16000.0, "client_cpu_cores": 0.9,
+                          "server_cpu_cores": {"kafka": 0.5}, "clients": 1},
+            "cassandra_insert": {"what": "cassandra_insert", "records": 8000, "seconds": 1.0,
+                                 "records_per_s": 8000.0, "client_cpu_cores": 0.8,
+                                 "server_cpu_cores": {"cassandra": 1.0}, "clients": 2},
+            "cassandra_lwt": {"what": "cassandra_lwt", "records": 4000, "seconds": 2.0,
+                              "records_per_s": 2000.0, "client_cpu_cores": 0.3,
+                              "server_cpu_cores": {"cassandra": 1.6}, "clients": 2},
+        },
+        "ledger": [ledger("exactly-once", 1, 100, 1200), ledger("at-least-once", 1, 100, 1250),
+                   ledger("exactly-once", 2, 100, 1400, rss=230.0),
+                   ledger("at-least-once", 2, 100, 1400)],
+        "latency": [latency("exactly-once", 100, 340.0), latency("at-least-once", 100, 200.0),
+                    latency("exactly-once", 1000, 1300.0), latency("at-least-once", 1000, 150.0,
+                                                                   missing=3)],
+        "memory": {"backlog": 50000, "produce_s": 3.0, "seconds": 30.0, "processed": 30000,
+                   "drained": False, "events_per_s": 1000.0, "steady_rss_mb": 150.0,
+                   "peak_rss_mb": 160.0, "slope_mb_per_min": 0.4, "grows": False,
+                   "worker_cpu_cores": 0.6, "server_cpu_cores": {},
+                   "rss_samples": [[t, 150.0] for t in range(30)]},
+        "reconcile": {"entries": 1_000_000, "wall_s": 32.0, "entries_per_s": 31250,
+                      "peak_rss_mb": 380.0, "injected_breaks": {"amount_mismatch": 50},
+                      "found_breaks": {"amount_mismatch": 50}},
+    }
+
+
+def by_name(rows: list[Row]) -> dict[str, Row]:
+    return {r.scenario: r for r in rows}
+
+
+def test_the_summary_has_one_row_per_measured_figure_in_suite_order() -> None:
+    rows = summarize(suite())
+    names = [r.scenario for r in rows]
+    assert names[:4] == ["ceiling Kafka consume->produce", "ceiling Kafka consume->produce, txn",
+                         "ceiling Cassandra INSERT", "ceiling Cassandra INSERT IF NOT EXISTS"]
+    assert sum(n.startswith("ledger ") for n in names) == 4
+    assert sum(n.startswith("latency ") for n in names) == 4
+    assert names[-2:] == ["reconcile 1,000,000 entries", "memory, 50,000 backlog"]
+
+
+def test_ratios_name_their_baseline() -> None:
+    rows = by_name(summarize(suite()))
+    txn = rows["ceiling Kafka consume->produce, txn"]
+    assert (txn.ratio, txn.baseline) == (0.8, "plain")
+    assert rows["ceiling Cassandra INSERT IF NOT EXISTS"].ratio == 0.25
+    eos = rows["ledger EOS, 1 worker, 100 ms"]
+    assert (eos.ratio, eos.baseline) == (0.96, "ALOS")
+    alos = rows["ledger ALOS, 1 worker, 100 ms"]
+    assert (alos.ratio, alos.baseline) == (0.62, "LWT ceiling")  # 1250 / 2000
+    assert rows["ceiling Kafka consume->produce"].ratio is None
+
+
+def test_targets_are_judged_latency_against_interval_plus_250_ms() -> None:
+    rows = by_name(summarize(suite()))
+    ok = rows["latency EOS, 100 ms, at 600/s"]
+    assert (ok.target, ok.met, ok.p99_ms) == ("p99 <= 350 ms", True, 340.0)
+    assert ok.ratio == 1.7  # p99 / ALOS p99
+    late = rows["latency EOS, 1000 ms, at 600/s"]
+    assert (late.target, late.met) == ("p99 <= 1250 ms", False)
+    lost = rows["latency ALOS, 1000 ms, at 600/s"]
+    assert lost.met is False and "3 never seen" in lost.note  # fast, but not every item arrived
+
+
+def test_targets_are_judged_on_worker_memory_and_reconciliation() -> None:
+    rows = by_name(summarize(suite()))
+    assert rows["ledger EOS, 2 workers, 100 ms"].met is False  # 230 MB > 200 MB
+    assert rows["ledger ALOS, 2 workers, 100 ms"].met is True
+    assert rows["memory, 50,000 backlog"].met is True
+    assert rows["reconcile 1,000,000 entries"].met is True
+    growing = suite()
+    growing["memory"]["rss_samples"] = [[t, 150.0 + t / 10] for t in range(300)]  # 6 MB/min
+    assert by_name(summarize(growing))["memory, 50,000 backlog"].met is False
+    slow = suite()
+    slow["reconcile"]["wall_s"] = 75.0
+    assert by_name(summarize(slow))["reconcile 1,000,000 entries"].met is False
+
+
+def test_a_partial_suite_summarizes_what_ran() -> None:
+    assert summarize({}) == []
+    rows = summarize({"ledger": [ledger("at-least-once", 1, 100, 1000)]})
+    assert len(rows) == 1 and rows[0].ratio is None  # no ceiling measured: no ratio
+
+
+def test_latency_load_is_half_the_exactly_once_maximum_of_one_worker() -> None:
+    runs = suite()["ledger"]
+    assert latency_rate(runs, 100) == 600
+    assert latency_rate(runs, 1000) is None
+
+
+def test_the_seal_is_planned_after_the_ledger_at_its_pace_with_a_margin() -> None:
+    # 2,000 of 10,000 in 2 s: 8 s left at 1,000/s -> 1.25 * 8 + 2 + 2
+    assert seal_in_s(2000, 10_000, 2.0) == pytest.approx(14.0)
+    # nearly done: the batchers' start-up and backlog bound it instead
+    assert seal_in_s(9900, 10_000, 9.0) == pytest.approx(8 + 9900 / 3000 + 2)
+    # nothing recorded yet: a slow fallback pace, never a division by zero
+    assert seal_in_s(0, 10_000, 0.0) == pytest.approx(1.25 * 10_000 / 300 + 2 + 2)
