@@ -143,8 +143,3 @@ class ChildParser:
         self._proc.join(5)
         self._thread.join(5)
 
-
-def parse_in_child(path: Path, max_bytes: int, progress: Callable[[int], None],
-                   peak_rss_kb: list[int]) -> Generator[StatementHeader | BookedLine, None, None]:
-    """The items of `iter_camt053(path, entry=parse_entry_line)`, parsed by a child process."""
-    yield from ChildParser(path, max_bytes).items(progress, peak_rss_kb)

@@ -9,6 +9,7 @@ anything is written: a refused input fails the run with nothing stored.
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -191,17 +192,22 @@ class Reconciliation:
         """The first statement header of each source (read, then the stream is dropped)."""
         heads = []
         for source in sources:
-            stream = self._stream(source, parallel=False)
-            try:
-                first = next(stream, None)
-            finally:
-                stream.close()
-            if not isinstance(first, StatementHeader):  # else it would count as a day without
-                raise ReconInputError(  # bookings, and a run on it could come out clean
+            first = self._first_header(source)
+            if first is None:  # else it would count as a day without bookings,
+                raise ReconInputError(  # and a run on it could come out clean
                     f"{source.label}: refused (missing_element): BkToCstmrStmt/Stmt is missing")
-            heads.append(self._info(first, source))
+            heads.append(first)
         self._read = 0
         return heads
+
+    def _first_header(self, source: _Source) -> StatementInfo | None:
+        """The source's first statement header, read in-process; the rest is not parsed."""
+        stream = self._stream(source, parallel=False)
+        try:
+            first = next(stream, None)
+        finally:
+            stream.close()
+        return self._info(first, source) if isinstance(first, StatementHeader) else None
 
     def _info(self, h: StatementHeader, source: _Source) -> StatementInfo:
         bank = source.bank or h.servicer_bic
@@ -347,13 +353,8 @@ class Reconciliation:
         body = self._store.previous_statement(info.bank_bic, info.account_id, info.from_date)
         if body is None:
             return None
-        source = _Source("cassandra (previous statement)", len(body), _opener(body), info.bank_bic)
-        stream = self._stream(source, parallel=False)
-        try:
-            first = next(stream, None)
-        finally:
-            stream.close()
-        return self._info(first, source) if isinstance(first, StatementHeader) else None
+        return self._first_header(_Source("cassandra (previous statement)", len(body),
+                                          _opener(body), info.bank_bic))
 
     def _missing_statements(self, seen: dict[tuple[str, str, str], _Seen]) -> None:
         """A bank and currency we expected bookings from, with no statement for the day."""
@@ -367,8 +368,6 @@ class Reconciliation:
 
 
 def _opener(body: bytes) -> Callable[[], BinaryIO]:
-    import io
-
     return lambda: io.BytesIO(body)
 
 

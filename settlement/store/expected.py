@@ -52,16 +52,19 @@ class CassandraExpectedStore:
                                   r.fee_minor] for r in part])
             params.append((bank, day, ExpectedKind.PAYOUT.value, f"{batch_id}#{n:04d}", currency,
                            msg_id, len(part), sum(r.amount_minor for r in part), body))
-        execute_all(self._s, self._day, [(day, bank)], "index reconciliation day")
+        self.index_day(bank, day)
         execute_all(self._s, self._put, params, "save expected payouts", self._concurrency)
 
     def save_return(self, row: ExpectedBooking) -> None:
         body = orjson.dumps([[row.end_to_end_id, row.amount_minor, row.merchant_id, 0, 0]])
-        execute_all(self._s, self._day, [(row.settlement_date, row.bank_bic)],
-                    "index reconciliation day")
+        self.index_day(row.bank_bic, row.settlement_date)
         execute_all(self._s, self._put, [(
             row.bank_bic, row.settlement_date, ExpectedKind.RETURN.value, row.ref, row.currency,
             row.msg_id, 1, row.amount_minor, body)], "save expected return")
+
+    def index_day(self, bank_bic: str, day: date) -> None:
+        """`bank_bic` has something to reconcile on `day` (bookings expected, or a statement)."""
+        execute(self._s, self._day, (day, bank_bic), "index reconciliation day")
 
     def banks(self, day: date) -> list[str]:
         return sorted(r.bank_bic for r in execute(self._s, self._banks, (day,), "list banks of day"))

@@ -23,7 +23,6 @@ class CassandraInboundStore:
         p = session.prepare
         self._statement_day = p("INSERT INTO statements_by_day (to_date, bank_bic, account_id, "
                                 "statement_id) VALUES (?, ?, ?, ?)")
-        self._recon_day = p("INSERT INTO recon_days (settlement_date, bank_bic) VALUES (?, ?)")
         self._register = p(
             "INSERT INTO inbound_messages (bank_bic, msg_id, msg_type, src, received_at) "
             "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS")
@@ -126,4 +125,4 @@ class CassandraInboundStore:
                                      body, datetime.now(UTC)), "store statement")
         self._exec(self._statement_day, (to_date, bank_bic, account_id, statement_id),
                    "index statement by day")
-        self._exec(self._recon_day, (to_date, bank_bic), "index reconciliation day")
+        self._expected.index_day(bank_bic, to_date)

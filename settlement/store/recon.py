@@ -135,9 +135,6 @@ class CassandraReconStore:
         chunks = [(d, bank, rid, n, count, body) for bank, parts in matched.items()
                   for n, (count, body) in enumerate(parts)]
         execute_all(self._s, self._matched, chunks, "save matched items", 8)
-        per_bank: dict[str, int] = {}
-        for b in result.breaks:
-            per_bank[b.bank_bic] = per_bank.get(b.bank_bic, 0) + 1
         for bank in run.banks:
             execute(self._s, self._summary_clear, (d, bank), "replace daily summary")
             execute(self._s, self._merchant_clear, (d, bank), "replace merchant report")
