@@ -4,7 +4,8 @@
 # Env (defaults in common.sh): CASSANDRA_PORT CASSANDRA_STORAGE_PORT CASSANDRA_HEAP CASSANDRA_START_TIMEOUT
 #      INFRA_HOME INFRA_LIB_HOME JAVA17_HOME; CASSANDRA_JMX_PORT (unset = no JMX/nodetool);
 #      CASSANDRA_FRESH=1 wipes data and logs first; CASSANDRA_AUTH=1 turns on PasswordAuthenticator
-#      (default superuser cassandra/cassandra, created at start: change it on anything shared).
+#      (default superuser cassandra/cassandra, created at start: change it on anything shared);
+#      CASSANDRA_UNSAFE_SYSTEM=1 skips the fsync of system tables (faster, not crash-safe).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 C="$CASSANDRA_DIR"; PIDF="$C/cassandra.pid"; MATCH="-Dcassandra.storagedir=$C "
@@ -80,12 +81,15 @@ OPTS=(
   -Dlogback.configurationFile="$C/conf/logback.xml"
   -Dcassandra-foreground=yes                  # otherwise CassandraDaemon closes stdout/stderr
   -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.initial_token=0
-  -Dcassandra.unsafesystem=true               # no fsync of system tables: much faster schema changes
   -Djna.tmpdir="$C/tmp"                       # JNA must load or a startup check aborts the node
   -Dcassandra.triggers_dir="$C/triggers"      # else a "Trigger directory doesn't exist" WARN
   -Dcassandra.libjemalloc="${JEMALLOC:--}"    # "-" = preload explicitly disabled
 )
 [ "${CASSANDRA_AUTH:-0}" = 1 ] && OPTS+=(-Dcassandra.superuser_setup_delay_ms=0)
+# CASSANDRA_UNSAFE_SYSTEM=1: no fsync of system tables (schema changes ~2x faster), but a
+# kill -9 then loses recent schema changes: keyspaces that half exist after a restart
+# (found by `settlement chaos`). Off by default.
+[ "${CASSANDRA_UNSAFE_SYSTEM:-0}" = 1 ] && OPTS+=(-Dcassandra.unsafesystem=true)
 [ -n "${CASSANDRA_JMX_PORT:-}" ] && OPTS+=(-Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT" \
                                           -Dcom.sun.management.jmxremote.authenticate=false)
 

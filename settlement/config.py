@@ -89,6 +89,11 @@ class CassandraSettings(BaseModel):
     username: str | None = Field(default=None, description="PasswordAuthenticator user.")
     password: SecretStr | None = Field(default=None, description="PasswordAuthenticator password.")
     request_timeout_s: float = Field(default=10.0, gt=0, description="Per-request client timeout.")
+    # The driver's default backoff grows to 600 s: after an outage the workers would sit
+    # idle for minutes with Cassandra back (found by `settlement chaos`, docs/chaos.md).
+    reconnect_max_delay_s: float = Field(
+        default=5.0, gt=0, le=600,
+        description="Longest wait between reconnection attempts to a node that is down.")
     # In-flight async statements per worker; bounds memory and Cassandra's queue.
     concurrency: int = Field(
         default=128, ge=1, le=2048, description="In-flight async statements per worker.")

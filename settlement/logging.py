@@ -63,3 +63,27 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _forward_stdlib(logging.getLevelNamesMapping()[level.upper()])
+
+
+class _ToStructlog(logging.Handler):
+    """Library loggers (cassandra-driver, httpx, ...) into the same structured stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            extra = {}
+            if record.exc_info and record.exc_info[1] is not None:
+                extra["error"] = repr(record.exc_info[1])[:500]
+            structlog.get_logger(record.name).log(
+                record.levelno, record.getMessage(), logger=record.name, **extra)
+        except Exception:  # a log line must never break the caller
+            self.handleError(record)
+
+
+def _forward_stdlib(level: int) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _ToStructlog) for h in root.handlers):
+        root.addHandler(_ToStructlog())
+    # warnings and worse from libraries (the driver's reconnection attempts, say), not
+    # their info chatter, whatever our own level
+    root.setLevel(max(level, logging.WARNING))

@@ -132,12 +132,12 @@ def demo(
         f"{' and '.join(CURRENCIES)}; processes: "
         + ", ".join(f"{n} {role}" for role, n in roles.items())
         + f", 1 mock bank server; namespace {ns.prefix}; logs in {log_dir}/")
-    with ExitStack() as cleanup, _sigterm_interrupts():
+    with ExitStack() as cleanup, sigterm_interrupts():
         if keep:
             cleanup.callback(_kept, ns, bank_dir, log_dir)
         else:
             cleanup.callback(shutil.rmtree, bank_dir, ignore_errors=True)
-            cleanup.callback(_drop, ns)
+            cleanup.callback(drop_quietly, ns)
         token = secrets.token_urlsafe(18)
         # The banks' clock starts at 07:00 on the settlement day (today, UTC, or earlier).
         config = bank_config(bank_dir / "state", token, seed, datetime.now(UTC).date())
@@ -149,7 +149,7 @@ def demo(
         session = run(lambda: bootstrap.cassandra(ns.settings))
         cleanup.callback(session.cluster.shutdown)
         provisioned = time.monotonic() - t0 - stack_s
-        env = child_env({**ns.env, **_stage_env(bank.url, token)}
+        env = child_env({**ns.env, **stage_env(bank.url, token)}
                         | ({"SETTLEMENT_CONFIG_FILE": str(app.config_file)} if app.config_file else {}))
         # The batchers start once the payments' window is chosen (see _plan_seal).
         early = {role: n for role, n in roles.items() if role != "batcher"}
@@ -285,7 +285,7 @@ def _payments(cutoff: datetime, n: int, seed: int, invalid_ratio: float) -> list
                                  start=cutoff - timedelta(seconds=6), span=timedelta(seconds=5)))
 
 
-def _stage_env(bank_url: str, token: str) -> dict[str, str]:
+def stage_env(bank_url: str, token: str) -> dict[str, str]:
     return {
         "SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(DEMO_BANK),
         "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.5",
@@ -297,7 +297,7 @@ def _stage_env(bank_url: str, token: str) -> dict[str, str]:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the workers, the bank and the namespace are cleaned up."""
     def _interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -309,7 +309,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _drop(ns: Namespace) -> None:
+def drop_quietly(ns: Namespace) -> None:
     try:
         drop(ns)
     except Exception as exc:  # cleanup must not hide the run's own outcome

@@ -11,6 +11,7 @@ from settlement.cli import (
     admin,
     batches,
     bench,
+    chaos,
     config_cmd,
     demo,
     gateway,
@@ -51,6 +52,7 @@ admin.register(app)
 ledger.register(app)
 sample.register(app)
 demo.register(app)
+chaos.register(app)
 bench.register(app)
 config_cmd.register(app)
 batches.register(app)

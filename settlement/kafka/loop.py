@@ -235,12 +235,24 @@ class StageLoop:
         )
 
     def _process(self, records: list[InboundRecord]) -> None:
-        batch = self._open_batch()
+        # Where to rewind to is known before anything can fail: a handler that raises
+        # (Cassandra down) on a batch's first records must not leave the consumer past
+        # records that were never handled (found by `settlement chaos`: it skipped them
+        # and later committed past them).
+        first: dict[TP, int] = {}
+        for rec in records:
+            first.setdefault((rec.source.topic, rec.source.partition), rec.source.offset)
+        try:
+            batch = self._open_batch()
+        except BaseException:
+            self._rewind(first)
+            raise
+        for tp, offset in first.items():
+            batch.first_offsets.setdefault(tp, offset)
         result = self._handler.handle(records)
         self._emit(result, batch)
         for rec in records:
             tp = (rec.source.topic, rec.source.partition)
-            batch.first_offsets.setdefault(tp, rec.source.offset)
             batch.next_offsets[tp] = rec.source.offset + 1  # commit positions, not offsets
         self.stats.consumed += len(records)
         metrics.consumed(self._role, (rec.source.topic for rec in records))

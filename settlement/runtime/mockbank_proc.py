@@ -121,6 +121,10 @@ class MockBankProcess:
             raise RetryableError(f"mock bank {method} {path}: {exc}") from exc
         return response.json()
 
+    def admin(self, method: str, path: str, **kw: Any) -> Any:
+        """Any admin API call (docs/mock-bank.md), e.g. ("POST", "/admin/banks/BIC/faults", json=...)."""
+        return self._json(method, path, **kw)
+
     def clock(self) -> datetime:
         return datetime.fromisoformat(self._json("GET", "/admin/clock")["now"])
 

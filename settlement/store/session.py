@@ -23,7 +23,11 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.concurrent import execute_concurrent
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 
 from settlement.config import CassandraSettings
 from settlement.domain.errors import FatalError, RetryableError, SettlementError
@@ -33,6 +37,13 @@ TRANSIENT = (
     OperationTimedOut, NoHostAvailable, Unavailable, ReadTimeout, WriteTimeout,
     CoordinationFailure, ConnectionError, TimeoutError,
 )
+
+
+def reconnection_policy(settings: CassandraSettings) -> ExponentialReconnectionPolicy:
+    """Back off from 0.5 s up to `reconnect_max_delay_s`, never for good."""
+    return ExponentialReconnectionPolicy(
+        base_delay=min(0.5, settings.reconnect_max_delay_s),
+        max_delay=settings.reconnect_max_delay_s, max_attempts=None)
 
 
 def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> Session:
@@ -53,6 +64,7 @@ def connect(settings: CassandraSettings, *, keyspace: str | None = None) -> Sess
         auth_provider=auth,
         protocol_version=5,
         connect_timeout=settings.request_timeout_s,
+        reconnection_policy=reconnection_policy(settings),
     )
     try:
         return cluster.connect(keyspace)
