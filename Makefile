@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools infra-up infra-down infra-status demo test test-unit lint audit bench clean \
+.PHONY: help venv tools infra-up infra-down infra-status demo test test-unit lint audit bench chaos clean \
         replay dlq-list dlq-replay reconcile
 
 help:  ## list targets
@@ -59,6 +59,9 @@ test: venv lint tools infra-up  ## lint + dependency audit + unit + integration 
 
 bench: venv infra-up  ## every benchmark scenario, one summary table, bench-out/bench.json + PNG plots (BENCH_ARGS=--quick)
 	$(BIN)/settlement bench all $(BENCH_ARGS)
+
+chaos: venv infra-up  ## whole pipeline under seeded faults + the I1-I7 checker: make chaos RUNS=3 SEED=7 [PAYMENTS=5000] [FAULTS=4] [CHAOS_ARGS=]
+	$(BIN)/settlement chaos --runs $(or $(RUNS),1) --payments $(or $(PAYMENTS),5000) --faults $(or $(FAULTS),4) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 replay: venv  ## replay a topic: make replay TOPIC=payments.succeeded FROM=<offset|ISO time|earliest> [TO=] [PARTITION="0 3"] [GROUP=] [MODE=reset|republish] [DRY_RUN=1]
 	$(if $(TOPIC),,$(error TOPIC is required, e.g. make replay TOPIC=payments.succeeded FROM=earliest DRY_RUN=1))

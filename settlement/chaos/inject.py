@@ -111,6 +111,7 @@ class Injector:
     _cassandra_stopped: bool = False
     _bank_restore: dict[str, dict[str, Any]] = field(default_factory=dict)
     _extra: list[WorkerProc] = field(default_factory=list)
+    down: set[str] = field(default_factory=set)  # workers a fault holds down right now
 
     def start(self, t0: float) -> None:
         self._t0 = t0
@@ -157,9 +158,13 @@ class Injector:
         match f.kind:
             case Kind.KILL:
                 w = self._worker(f)
-                w.kill(signal.SIGKILL)
-                self._hold(f.hold_s)
-                w.start()
+                self.down.add(w.instance_id)
+                try:
+                    w.kill(signal.SIGKILL)
+                    self._hold(f.hold_s)
+                    w.start()
+                finally:
+                    self.down.discard(w.instance_id)
                 return f"{w.instance_id} restarted"
             case Kind.ZOMBIE:
                 w = self._worker(f)

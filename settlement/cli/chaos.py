@@ -327,11 +327,21 @@ def _sources(c: Ctx) -> checker.Sources:
 # -- waiting for the pipeline to settle by itself ---------------------------------
 
 
+DEAD_GRACE_S = 10.0  # a worker found dead this long (and not held down by a fault) ends the wait
+
+
 def _poll(what: str, probe: Callable[[], tuple[bool, str]], deadline: float,
-          every_s: float = 1.0) -> bool:
-    """Until `probe` says done; errors (a server restarting) are retried. False on timeout."""
+          every_s: float = 1.0, dead: Callable[[], list[str]] = list) -> bool:
+    """Until `probe` says done; errors (a server restarting) are retried. False on timeout,
+    or when a worker has died by itself (no use waiting: nothing restarts it)."""
     t0, last, note = time.monotonic(), 0.0, ""
+    dead_since: float | None = None
     while True:
+        gone = dead()
+        dead_since = (dead_since or time.monotonic()) if gone else None
+        if dead_since is not None and time.monotonic() - dead_since > DEAD_GRACE_S:
+            console.print(f"  [red]{what}: worker(s) died by themselves: {gone}[/red]")
+            return False
         try:
             done, note = probe()
         except Exception as exc:  # a fault in progress: look again
@@ -366,10 +376,14 @@ def _settle(c: Ctx, injector: Injector, producer: _Producer, t0: float, timeout_
     s, total = c.settings, len(c.manifest)
     group = s.worker.group_prefix
 
+    def dead() -> list[str]:
+        return [w.instance_id for ws in c.fleet.values() for w in ws
+                if not w.alive and w.instance_id not in injector.down]
+
     def stage(name: str, probe: Callable[[], tuple[bool, str]]) -> bool:
         # the deadline counts from the last fault: faults may hold a stage back
         mark = time.monotonic()
-        ok = _poll(name, probe, c.deadline or time.monotonic() + timeout_s)
+        ok = _poll(name, probe, c.deadline or time.monotonic() + timeout_s, dead=dead)
         c.timings[name] = time.monotonic() - mark
         if not ok:
             result.violations.append(f"I6 {name}: did not settle by itself within "

@@ -143,9 +143,38 @@ class StageLoop:
             conf["transaction.timeout.ms"] = self._kafka.transaction_timeout_ms
         producer = Producer(conf, error_cb=partial(self._on_client_error, "producer"))
         if self._eos:
-            # Fences any older producer with our transactional.id and aborts its open txn.
-            self._call(producer.init_transactions, "init_transactions")
+            self._init_transactions(producer)
         return producer
+
+    def _init_transactions(self, producer: Producer) -> None:
+        """Fence any older producer with our transactional.id (and abort its open txn).
+
+        A broker that is down or still loading its transaction state (a restart) makes
+        this time out: wait and try again rather than crash the worker (found by
+        `settlement chaos`: a worker restarted during a broker kill -9 died here). A
+        fatal error (e.g. not authorized) still raises.
+        """
+        delay = 0.5
+        while True:
+            try:
+                self._call(lambda: producer.init_transactions(self._kafka.txn_call_timeout_s),
+                           "init_transactions")
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if classify(exc) is TxnErrorKind.FATAL or (err is not None and err.code() in (
+                        KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)):
+                    raise
+                error = str(exc)
+            except FutureTimeout:
+                error = "init_transactions hung past our own timeout"
+                # the hung call still holds the single call thread
+                self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
+            if self._stop.is_set():
+                raise FatalError(f"stopped while waiting for the transaction coordinator: {error}")
+            self._log.warning("kafka.init_transactions_retry", error=error, retry_in_s=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def _on_client_error(self, client: str, err: KafkaError) -> None:
         self._log.warning("kafka.client_error", client=client, error=str(err), fatal=err.fatal())
@@ -455,7 +484,8 @@ class StageLoop:
             self._consumer.poll(0.1)  # stay in the group while paused
             return True
         self._outage_until = 0.0
-        self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
+        # everything assigned now, including partitions assigned while paused
+        self._consumer.resume(self._consumer.assignment())
         return False
 
     # -- rebalances ---------------------------------------------------------
@@ -466,8 +496,14 @@ class StageLoop:
         metrics.assigned(self._role, len(self._assigned))
         self._log.info("kafka.assigned", partitions=[f"{t.topic}/{t.partition}" for t in partitions])
         self._handler.assigned([(tp.topic, tp.partition) for tp in partitions])
+        # Set the pause state either way: librdkafka keeps a partition's pause flag across
+        # a loss and re-assignment, so a partition paused by an outage, lost while the
+        # worker was stopped (a zombie) and assigned again stayed paused for good (found
+        # by `settlement chaos`: the batcher stopped consuming, nothing logged).
         if self._outage_until:
             consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Revoked cleanly: commit what we did, so the next owner starts after it.

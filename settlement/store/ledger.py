@@ -13,7 +13,6 @@ from typing import Any
 
 import structlog
 from cassandra.cluster import Session
-from cassandra.concurrent import execute_concurrent_with_args
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -23,7 +22,7 @@ from tenacity import (
 
 from settlement.domain.errors import RetryableError
 from settlement.service.ports import LedgerEntry, ParkedPayment, SourceRef, StoredLedgerRow
-from settlement.store.session import execute, execute_all, wrap_error
+from settlement.store.session import execute, execute_all, run_concurrent, wrap_error
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +77,8 @@ class CassandraLedgerStore:
         def attempt() -> None:
             nonlocal pending
             params = [self._params(entries[i], now) for i in pending]
-            results = execute_concurrent_with_args(
-                self._s, self._insert, params,
-                concurrency=self._concurrency, raise_on_first_error=False,
-            )
+            results = run_concurrent(self._s, [(self._insert, p) for p in params],
+                                     self._concurrency)
             failed: list[int] = []
             first_exc: BaseException | None = None
             for i, (ok, res) in zip(pending, results, strict=True):

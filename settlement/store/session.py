@@ -132,11 +132,30 @@ def execute_many(session: Session, pairs: Sequence[tuple[Any, tuple[Any, ...]]],
     """(statement, params) pairs, concurrently in one stream; the first error raises."""
     if not pairs:
         return []
-    results = execute_concurrent(session, list(pairs), concurrency=concurrency,
-                                 raise_on_first_error=False)
+    results = run_concurrent(session, pairs, concurrency)
     out = []
     for ok, res in results:
         if not ok:
             raise wrap_error(res, what)
         out.append(res)
     return out
+
+
+def run_concurrent(session: Session, pairs: Sequence[tuple[Any, tuple[Any, ...]]],
+                   concurrency: int) -> list[tuple[bool, Any]]:
+    """The driver's execute_concurrent, (success, result or exception) per pair, safe in an outage.
+
+    With no live host every request fails at once, the driver's callback chain recurses
+    and the call dies with a RecursionError or a TypeError while sorting the failures,
+    which crashed a worker (found by `settlement chaos`, a Cassandra stall). Both are the
+    node being unreachable, so they are retryable like NoHostAvailable.
+    """
+    if not live_hosts(session):
+        raise RetryableError("no live Cassandra host (the driver is reconnecting)")
+    try:
+        return list(execute_concurrent(session, list(pairs), concurrency=concurrency,
+                                       raise_on_first_error=False))
+    except (RecursionError, TypeError) as exc:
+        raise RetryableError(
+            f"Cassandra unreachable mid-request ({type(exc).__name__} in the driver's "
+            "concurrent executor)") from exc
