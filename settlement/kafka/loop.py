@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
@@ -102,7 +101,6 @@ class StageLoop:
         self._fatal: dict[str, str] = {}  # client -> its fatal error
         self._brokers_up: bool | None = None  # None until the first statistics
         self._delivery_errors: list[KafkaError] = []
-        self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
         self.stats = LoopStats()
         self._log = log.bind(role=role, instance=worker.instance_id, eos=self._eos)
         self._consumer = self._new_consumer()
@@ -168,8 +166,6 @@ class StageLoop:
                 error = str(exc)
             except FutureTimeout:
                 error = "init_transactions hung past our own timeout"
-                # the hung call still holds the single call thread
-                self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
             if self._stop.is_set():
                 raise FatalError(f"stopped while waiting for the transaction coordinator: {error}")
             self._log.warning("kafka.init_transactions_retry", error=error, retry_in_s=delay)
@@ -447,8 +443,25 @@ class StageLoop:
 
     def _call(self, call: Callable[[], Any], what: str) -> Any:
         # Our own deadline around librdkafka calls known to hang (#5456, #5511).
-        fut = self._timeouts.submit(call)
-        return fut.result(timeout=self._kafka.txn_call_timeout_s + 5)
+        # A daemon thread per call, not a pool: a call that hangs for good must not keep
+        # the process from exiting (the pool's threads are joined at exit; found by
+        # `settlement chaos`: a zombie batcher drained, logged worker.stopped, never exited).
+        done, box = threading.Event(), {}
+
+        def run() -> None:
+            try:
+                box["result"] = call()
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"txn-{what}", daemon=True).start()
+        if not done.wait(self._kafka.txn_call_timeout_s + 5):
+            raise FutureTimeout(f"{what} did not return in {self._kafka.txn_call_timeout_s + 5:.0f}s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
 
     def _rebuild_producer(self) -> None:
         self.stats.producer_rebuilds += 1
@@ -456,7 +469,6 @@ class StageLoop:
         self._log.warning("kafka.producer_rebuild")
         with contextlib.suppress(KafkaException):
             self._producer.purge()
-        self._timeouts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-call")
         # The old transaction dies with the old producer (init_transactions aborts it);
         # the caller still rewinds the batch's input.
         self._txn_open = False
@@ -547,7 +559,6 @@ class StageLoop:
         finally:
             self._handler.close()
             self._producer.flush(5)
-            self._timeouts.shutdown(wait=False)
             s = self.stats
             self._log.info("worker.stopped", consumed=s.consumed, produced=s.produced,
                            commits=s.commits, aborts=s.aborts)
