@@ -101,6 +101,9 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
         finally:
             fleet.stop()
         assert t_start is not None and lag_start is not None
+        if not lag_start:
+            raise RuntimeError(f"the {total:,}-event backlog drained between two lag samples: "
+                               "too few events to measure at this rate")
         secs = max(time.monotonic() - t_start, 1e-6)
         aborts = sum(w.log_path.read_text().count('"txn.aborting"') for w in fleet.workers)
         return Result(sc.mode, sc.workers, sc.commit_interval_ms, total, round(secs, 2),

@@ -4,9 +4,11 @@
   every `commit_interval_ms`, plain (flush, then commit offsets, as the
   at-least-once loop does) and transactional (offsets sent to the transaction,
   then commit, as the exactly-once loop does), one process;
-- Cassandra: N ledger rows (the ledger table's 13 columns), issued concurrently
-  as plain INSERTs and as INSERT ... IF NOT EXISTS (one Paxos round each, what
-  the ledger pays per payment), from `clients` processes at once.
+- Cassandra: N ledger rows (the ledger table's 14 columns), issued concurrently
+  as plain INSERTs and as INSERT ... IF NOT EXISTS (one Paxos round each), from
+  `clients` processes at once; and as the ledger writes them: poll-sized slices
+  (500 rows), each one conditional batch per bucket (`store.cas_batch`), each
+  client on buckets of its own as a worker owning its Kafka partitions is.
 
 Each figure comes with the CPU of the client process(es) and of the co-located
 Kafka and Cassandra servers over the same wall time: on two cores shared by all
@@ -19,7 +21,7 @@ import multiprocessing as mp
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import psutil
@@ -28,12 +30,17 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from settlement.bench_kit import Meter, Outgoing, produce_stream, server_procs
 from settlement.config import CassandraSettings, Settings
 from settlement.runtime.namespace import Namespace, drop, namespace, provision
+from settlement.store.buckets import ledger_bucket
+from settlement.store.cas_batch import NewRow, batch_submitter, insert_new
 from settlement.store.session import connect
 
 _LEDGER_INSERT = (
-    "INSERT INTO ledger (payment_id, event_id, merchant_id, amount_minor, fee_minor, currency, "
-    "captured_at, schema_version, fingerprint, src_topic, src_partition, src_offset, recorded_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "INSERT INTO ledger_buckets (bucket, payment_id, event_id, merchant_id, amount_minor, "
+    "fee_minor, currency, captured_at, schema_version, fingerprint, src_topic, src_partition, "
+    "src_offset, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+POLL_ROWS = 500  # worker.max_batch: the most one ledger poll writes at once
+Mode = Literal["insert", "lwt", "lwt_batch"]
+_WHAT = {"insert": "cassandra_insert", "lwt": "cassandra_lwt", "lwt_batch": "cassandra_lwt_batch"}
 
 
 @dataclass
@@ -111,46 +118,75 @@ def kafka_consume_produce(s: Settings, n: int, transactional: bool, commit_inter
 
 
 def _ledger_params(i: int, now: datetime) -> tuple[Any, ...]:
-    return (f"ceil-pay-{i:08d}", f"ceil-evt-{i:08d}", f"m-{i % 200:04d}", 1000 + i % 5000, 59,
-            "EUR", now, 1, f"{i:064x}", "payments.succeeded", i % 6, i, now)
+    pid = f"ceil-pay-{i:08d}"
+    return (ledger_bucket(pid), pid, f"ceil-evt-{i:08d}", f"m-{i % 200:04d}", 1000 + i % 5000,
+            59, "EUR", now, 1, f"{i:064x}", "payments.succeeded", i % 6, i, now)
 
 
-def _cassandra_client(settings: CassandraSettings, keyspace: str, start: int, n: int, lwt: bool,
-                      concurrency: int, go: Any, out: Any) -> None:
-    """One client process: connect, wait for `go`, write rows start..start+n, report."""
+def _own_rows(start: int, n: int, client: int, clients: int, now: datetime) -> list[tuple[Any, ...]]:
+    """n rows in the buckets of this client only (bucket % clients), from id `start` on."""
+    rows: list[tuple[Any, ...]] = []
+    i = start
+    while len(rows) < n:
+        p = _ledger_params(i, now)
+        if p[0] % clients == client:
+            rows.append(p)
+        i += 1
+    return rows
+
+
+def _write_rows(session: Any, stmt: Any, params: list[tuple[Any, ...]], mode: Mode,
+                concurrency: int) -> None:
     from cassandra.concurrent import execute_concurrent_with_args
 
+    if mode == "lwt_batch":
+        submit = batch_submitter(session, stmt)
+        for at in range(0, len(params), POLL_ROWS):
+            found = insert_new(submit, [NewRow(p[0], p[1], p) for p in params[at:at + POLL_ROWS]],
+                               lambda r: r.payment_id, "ceiling batch")
+            if any(v is not None for v in found.values()):
+                raise RuntimeError("ceiling batch found rows written before")
+        return
+    for chunk in range(0, len(params), 10_000):
+        for ok, res in execute_concurrent_with_args(session, stmt, params[chunk:chunk + 10_000],
+                                                    concurrency=concurrency,
+                                                    raise_on_first_error=False):
+            if not ok:
+                raise RuntimeError(f"write failed: {res!r}")
+
+
+def _cassandra_client(settings: CassandraSettings, keyspace: str, start: int, n: int, mode: Mode,
+                      client: int, clients: int, concurrency: int, go: Any, out: Any) -> None:
+    """One client process: connect, wait for `go`, write n rows from id `start`, report."""
     session = connect(settings, keyspace=keyspace)
     try:
-        stmt = session.prepare(_LEDGER_INSERT + (" IF NOT EXISTS" if lwt else ""))
+        stmt = session.prepare(_LEDGER_INSERT + ("" if mode == "insert" else " IF NOT EXISTS"))
         now = datetime.now(UTC)
         # untimed warm-up on rows of their own: JIT, connections and Paxos state settle first
-        warm = [_ledger_params(i, now) for i in range(start + n, start + n + min(2000, n // 4))]
-        execute_concurrent_with_args(session, stmt, warm, concurrency=concurrency)
-        params = [_ledger_params(i, now) for i in range(start, start + n)]
+        warm = _own_rows(start + 4 * n, min(2000, n // 4), client, clients, now)
+        _write_rows(session, stmt, warm, mode, concurrency)
+        params = _own_rows(start, n, client, clients, now)
         out.put(("ready", 0.0, 0.0))
         go.wait()
         me = psutil.Process()
         cpu0, t0 = sum(me.cpu_times()[:2]), time.time()
-        for chunk in range(0, n, 10_000):
-            for ok, res in execute_concurrent_with_args(session, stmt, params[chunk:chunk + 10_000],
-                                                        concurrency=concurrency,
-                                                        raise_on_first_error=False):
-                if not ok:
-                    raise RuntimeError(f"write failed: {res!r}")
+        _write_rows(session, stmt, params, mode, concurrency)
         out.put(("done", time.time() - t0, sum(me.cpu_times()[:2]) - cpu0))
     finally:
         session.cluster.shutdown()
 
 
-def cassandra_writes(s: Settings, n: int, lwt: bool, clients: int, concurrency: int) -> CeilingResult:
-    """n ledger rows from `clients` processes, each `concurrency` statements in flight."""
+def cassandra_writes(s: Settings, n: int, mode: Mode, clients: int,
+                     concurrency: int) -> CeilingResult:
+    """n ledger rows from `clients` processes, each `concurrency` statements in flight
+    (or, for conditional batches, one batch per bucket of its own at a time)."""
     ctx = mp.get_context("spawn")  # fresh interpreters: no driver threads across a fork
     go, out = ctx.Event(), ctx.Queue()
     share = n // clients
-    first = 10**8 if lwt else 0  # LWT rows are new payments, never the INSERTs' rows
+    # every mode and client writes new payments, never another's rows
+    first = {"insert": 0, "lwt": 10**8, "lwt_batch": 2 * 10**8}[mode]
     procs = [ctx.Process(target=_cassandra_client, args=(
-        s.cassandra, s.cassandra.keyspace, first + k * share, share, lwt,
+        s.cassandra, s.cassandra.keyspace, first + k * 10 * share, share, mode, k, clients,
         concurrency, go, out)) for k in range(clients)]
     for p in procs:
         p.start()
@@ -168,7 +204,7 @@ def cassandra_writes(s: Settings, n: int, lwt: bool, clients: int, concurrency: 
             if p.is_alive():
                 p.kill()
     wall = max(r[1] for r in results)
-    return CeilingResult("cassandra_lwt" if lwt else "cassandra_insert", share * clients,
+    return CeilingResult(_WHAT[mode], share * clients,
                          round(wall, 2), round(share * clients / wall, 1),
                          round(sum(r[2] for r in results) / wall, 2),
                          {k: meter.cores([k]) for k in meter.procs}, clients)
@@ -176,7 +212,8 @@ def cassandra_writes(s: Settings, n: int, lwt: bool, clients: int, concurrency: 
 
 def run_ceiling(base: Settings, tag: str, kafka_records: int, insert_rows: int, lwt_rows: int,
                 clients: int = 1, commit_interval_ms: int = 100,
-                concurrency: int = 128) -> dict[str, dict[str, Any]]:
+                concurrency: int = 128, batch_rows: int = 0) -> dict[str, dict[str, Any]]:
+    """batch_rows: rows written by conditional batches (0: as many as plain INSERTs)."""
     """Every ceiling figure, each on fresh topics and keyspace of its own namespace."""
     ns: Namespace = namespace(base, f"benchc-{tag}")
     provision(ns)
@@ -189,8 +226,10 @@ def run_ceiling(base: Settings, tag: str, kafka_records: int, insert_rows: int, 
             r = kafka_consume_produce(s, kafka_records, txn, commit_interval_ms,
                                       f"{ns.prefix}-ceil-{'txn' if txn else 'plain'}")
             out[r.what] = asdict(r)
-        for lwt, rows in ((False, insert_rows), (True, lwt_rows)):
-            r = cassandra_writes(s, rows, lwt, clients, concurrency)
+        modes: tuple[tuple[Mode, int], ...] = (
+            ("insert", insert_rows), ("lwt", lwt_rows), ("lwt_batch", batch_rows or insert_rows))
+        for mode, rows in modes:
+            r = cassandra_writes(s, rows, mode, clients, concurrency)
             out[r.what] = asdict(r)
         return out
     finally:

@@ -141,8 +141,11 @@ def produce_stream(kafka: KafkaSettings, topic: str, records: Iterable[Outgoing]
     """Produce records, at `rate` per second if > 0 (else as fast as the client takes
     them), each stamped with the wall-clock ms it was produced at (the record's
     CreateTime; `on_sent` gets it). Returns the count; raises if any is unacknowledged."""
+    # murmur2 as Java producers do: payments land on the partition whose workers own
+    # their ledger buckets (store/buckets.py)
     producer = Producer({**kafka.client_config(), "enable.idempotence": True,
-                         "linger.ms": linger_ms, "message.max.bytes": 8 * 1024 * 1024})
+                         "linger.ms": linger_ms, "message.max.bytes": 8 * 1024 * 1024,
+                         "partitioner": "murmur2_random"})
     errors: list[str] = []
 
     def delivered(err: object, _msg: Message) -> None:

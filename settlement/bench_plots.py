@@ -44,10 +44,13 @@ def _save(fig: Any, path: Path, meta: str) -> Path:
 
 
 def _ceiling(ax: Any, suite: Mapping[str, Any]) -> None:
-    lwt = ((suite.get("ceiling") or {}).get("cassandra_lwt") or {}).get("records_per_s")
-    if lwt:
-        ax.axhline(lwt, color="grey", linestyle=":", linewidth=1.2,
-                   label=f"Cassandra LWT ceiling ({lwt:,.0f} rows/s)")
+    ceiling = suite.get("ceiling") or {}
+    for key, label, style in (("cassandra_lwt", "Cassandra LWT ceiling", ":"),
+                              ("cassandra_lwt_batch", "conditional batch ceiling", "--")):
+        rate = (ceiling.get(key) or {}).get("records_per_s")
+        if rate:
+            ax.axhline(rate, color="grey", linestyle=style, linewidth=1.2,
+                       label=f"{label} ({rate:,.0f} rows/s)")
 
 
 def throughput_vs_interval(suite: Mapping[str, Any], path: Path, meta: str = "") -> Path | None:

@@ -126,6 +126,8 @@ def _ceiling_rows(c: Mapping[str, Any]) -> list[Row]:
              "plain"),
             ("cassandra_insert", "ceiling Cassandra INSERT", None, ""),
             ("cassandra_lwt", "ceiling Cassandra INSERT IF NOT EXISTS", insert,
+             "INSERT"),
+            ("cassandra_lwt_batch", "ceiling Cassandra conditional batches", insert,
              "INSERT")):
         r = c.get(key)
         if not r:
@@ -141,7 +143,8 @@ def _ceiling_rows(c: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
-def _ledger_rows(results: Sequence[Mapping[str, Any]], lwt: float | None) -> list[Row]:
+def _ledger_rows(results: Sequence[Mapping[str, Any]], lwt: float | None,
+                 lwt_name: str = "LWT ceiling") -> list[Row]:
     alos = {(r["workers"], r["commit_interval_ms"]): r["events_per_s"] for r in results
             if r["mode"] == "at-least-once"}
     rows = []
@@ -154,7 +157,7 @@ def _ledger_rows(results: Sequence[Mapping[str, Any]], lwt: float | None) -> lis
             cpu_cores=r["worker_cpu_cores"], peak_rss_mb=r["peak_rss_mb"],
             ratio=_ratio(r["events_per_s"], alos.get((r["workers"], r["commit_interval_ms"]))
                          if eos else lwt),
-            baseline="ALOS" if eos else "LWT ceiling",
+            baseline="ALOS" if eos else lwt_name,
             target=f"RSS <= {WORKER_RSS_MB:.0f} MB", met=_rss_ok(r["peak_rss_mb"]),
             note=", ".join(f"{k} {v:.2f} cores" for k, v in sorted(servers.items()))))
     return rows
@@ -185,8 +188,11 @@ def summarize(suite: Mapping[str, Any]) -> list[Row]:
     rows: list[Row] = []
     ceiling = suite.get("ceiling") or {}
     rows += _ceiling_rows(ceiling)
-    lwt = (ceiling.get("cassandra_lwt") or {}).get("records_per_s")
-    rows += _ledger_rows(suite.get("ledger") or [], lwt)
+    # The ledger writes by conditional batches; older results only have one LWT per row.
+    batched = (ceiling.get("cassandra_lwt_batch") or {}).get("records_per_s")
+    lwt = batched or (ceiling.get("cassandra_lwt") or {}).get("records_per_s")
+    rows += _ledger_rows(suite.get("ledger") or [], lwt,
+                         "LWT batch ceiling" if batched else "LWT ceiling")
     rows += _latency_rows(suite.get("latency") or [])
     if b := suite.get("batcher"):
         rows.append(Row(f"batcher, {b['payouts']:,} payouts", b["payments_per_s"], "payments/s",

@@ -32,7 +32,7 @@ class Sizes:
     insert_rows: int = 40_000
     lwt_rows: int = 20_000
     ceiling_clients: int = 2
-    ledger_events: int = 12_000
+    ledger_events: int = 30_000
     workers: tuple[int, ...] = (1, 2)
     commit_intervals: tuple[int, ...] = (100, 1000)
     latency_s: float = 25.0
@@ -46,7 +46,7 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(kafka_records=20_000, insert_rows=8_000, lwt_rows=4_000, ledger_events=3_000,
+QUICK = Sizes(kafka_records=20_000, insert_rows=8_000, lwt_rows=4_000, ledger_events=10_000,
               latency_s=6.0, latency_warmup_s=2.0, batcher_payouts=2_000, e2e_payments=2_000,
               recon_entries=100_000, memory_events=50_000, memory_max_s=25.0)
 

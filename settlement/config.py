@@ -148,7 +148,9 @@ class WorkerSettings(BaseModel):
     commit_interval_ms: int = Field(
         default=100, ge=0, description="A transaction spans up to this long of polls.")
     max_batch: int = Field(default=500, ge=1, le=100_000, description="Records per poll.")
-    poll_timeout_s: float = Field(default=0.1, gt=0, description="Consumer poll timeout.")
+    poll_timeout_s: float = Field(
+        default=0.02, gt=0,
+        description="Consumer poll timeout; below full load every cycle waits this long.")
     outage_backoff_max_s: float = Field(
         default=5.0, gt=0, description="Longest pause between retries while a dependency is down.")
     drain_timeout_s: float = Field(

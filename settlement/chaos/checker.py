@@ -257,7 +257,7 @@ def _ledger(session: Session) -> dict[str, tuple[int, int, str, str]]:
     tables = {r.table_name for r in session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s",
         (session.keyspace,))}
-    table = "ledger_entries" if "ledger_entries" in tables else "ledger"
+    table = "ledger_buckets" if "ledger_buckets" in tables else "ledger"
     rows: dict[str, tuple[int, int, str, str]] = {}
     dup: list[str] = []
     for r in _rows(session, f"SELECT payment_id, amount_minor, fee_minor, currency, merchant_id "

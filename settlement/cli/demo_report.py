@@ -57,7 +57,7 @@ def collect(s: Settings, session: Session, manifest: list[loadgen.SampleRecord],
     valid = {r.payment_id: r for r in manifest if r.expect == "ledger"}
     bad = Counter(r.reason for r in manifest if r.expect == "dlq")
     ledger = {r.payment_id: r for r in _rows(
-        session, "SELECT payment_id, amount_minor, fee_minor, currency FROM ledger")}
+        session, "SELECT payment_id, amount_minor, fee_minor, currency FROM ledger_buckets")}
     inexact = [p for p, r in valid.items() if p in ledger and (
         ledger[p].amount_minor, ledger[p].fee_minor) != (r.amount_minor, r.fee_minor)]
     check("ledger: every valid payment recorded once, exact amounts",

@@ -65,7 +65,7 @@ def ledger_summary(ctx: typer.Context) -> None:
         session = bootstrap.cassandra(s)
         try:
             agg: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-            for r in session.execute("SELECT currency, amount_minor, fee_minor FROM ledger"):
+            for r in session.execute("SELECT currency, amount_minor, fee_minor FROM ledger_buckets"):
                 a = agg[r.currency]
                 a[0] += 1
                 a[1] += r.amount_minor

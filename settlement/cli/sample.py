@@ -27,8 +27,10 @@ def _progress() -> Progress:
 def produce(settings: Settings, records: list[loadgen.SampleRecord], rate: float,
             show_progress: bool = True) -> float:
     """Produce records (idempotent producer, so no duplicates from retries); return seconds."""
+    # murmur2 as Java producers do, so each worker's ledger buckets are its own
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
-                         "linger.ms": 20, "message.max.bytes": 8 * 1024 * 1024})
+                         "linger.ms": 20, "message.max.bytes": 8 * 1024 * 1024,
+                         "partitioner": "murmur2_random"})
     topic = settings.topics.payments
     t0 = time.monotonic()
     with _progress() as progress:

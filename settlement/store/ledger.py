@@ -1,8 +1,11 @@
-"""Cassandra ledger: one LWT per new payment, issued concurrently per poll.
+"""Cassandra ledger: each poll's new payments as one conditional batch per bucket.
 
-A timed-out LWT has an unknown outcome, so a failed write is retried as the
-same `IF NOT EXISTS`: it either applies now or returns the row that won, and
-the handler compares that row's fingerprint and source — never a blind retry.
+A row is keyed by (bucket, payment_id), the bucket a function of payment_id only
+(store/buckets.py), so a payment has one place whatever partition it came from.
+`insert_new` writes each bucket's rows with one `IF NOT EXISTS` batch: a row that
+exists comes back as the row that won, and the handler compares its fingerprint
+and source. A timed-out batch is issued again as the same conditional batch —
+never a blind write.
 """
 
 from __future__ import annotations
@@ -11,36 +14,53 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from cassandra.cluster import Session
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
-from settlement.domain.errors import RetryableError
 from settlement.service.ports import LedgerEntry, ParkedPayment, SourceRef, StoredLedgerRow
-from settlement.store.session import execute, execute_all, run_concurrent, wrap_error
-
-log = structlog.get_logger(__name__)
+from settlement.store.buckets import ledger_bucket
+from settlement.store.cas_batch import NewRow, Submit, batch_submitter, insert_new
+from settlement.store.session import execute, execute_all
 
 _INSERT = """
-INSERT INTO ledger (payment_id, event_id, merchant_id, amount_minor, fee_minor, currency,
-    captured_at, schema_version, fingerprint, src_topic, src_partition, src_offset, recorded_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS
+INSERT INTO ledger_buckets (bucket, payment_id, event_id, merchant_id, amount_minor, fee_minor,
+    currency, captured_at, schema_version, fingerprint, src_topic, src_partition, src_offset,
+    recorded_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS
 """
 
 
-def _row_of(result: Any, entry: LedgerEntry) -> StoredLedgerRow:
-    row = result.one()
-    if row.applied:
-        return StoredLedgerRow(entry.event.event_id, entry.fingerprint, entry.source, True)
+def _row_of(found: Any, entry: LedgerEntry, writer: LedgerEntry) -> StoredLedgerRow:
+    """The row that holds entry's payment_id: `writer`'s if this call wrote it (None)."""
+    if found is None:
+        return StoredLedgerRow(writer.event.event_id, writer.fingerprint, writer.source,
+                               writer is entry)
     return StoredLedgerRow(
-        row.event_id, row.fingerprint,
-        SourceRef(row.src_topic, row.src_partition, row.src_offset), False,
+        found.event_id, found.fingerprint,
+        SourceRef(found.src_topic, found.src_partition, found.src_offset), False,
     )
+
+
+def _params(bucket: int, e: LedgerEntry, now: datetime) -> tuple[Any, ...]:
+    ev = e.event
+    return (
+        bucket, ev.payment_id, ev.event_id, ev.merchant_id, ev.amount_minor, ev.fee_minor,
+        ev.currency, ev.captured_at, ev.schema_version, e.fingerprint,
+        e.source.topic, e.source.partition, e.source.offset, now,
+    )
+
+
+def record_with(submit: Submit, entries: Sequence[LedgerEntry], attempts: int = 5
+                ) -> list[StoredLedgerRow]:
+    """Write each new payment_id (its first entry wins); return, per entry, the row
+    that holds its payment_id now."""
+    now = datetime.now(UTC)
+    writers: dict[str, LedgerEntry] = {}
+    for e in entries:
+        writers.setdefault(e.event.payment_id, e)
+    rows = [NewRow(b, pid, _params(b, e, now))
+            for pid, e in writers.items() for b in (ledger_bucket(pid),)]
+    found = insert_new(submit, rows, lambda r: r.payment_id, "ledger write", attempts)
+    return [_row_of(found[e.event.payment_id], e, writers[e.event.payment_id]) for e in entries]
 
 
 class CassandraLedgerStore:
@@ -48,12 +68,12 @@ class CassandraLedgerStore:
         self._s = session
         self._concurrency = concurrency
         self._attempts = attempts
-        self._insert = session.prepare(_INSERT)
-        self._park = session.prepare(
+        self._submit = batch_submitter(session, session.prepare(_INSERT))
+        self._submit_park = batch_submitter(session, session.prepare(
             "INSERT INTO parked_payments (src_topic, src_partition, payment_id, merchant_id, "
             "currency, reason, item, status, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'parked', ?) "
             "IF NOT EXISTS"
-        )
+        ))
         self._parked = session.prepare(
             "SELECT payment_id, merchant_id, currency, reason, item, status, src_topic, "
             "src_partition FROM parked_payments WHERE src_topic = ? AND src_partition = ?"
@@ -64,56 +84,19 @@ class CassandraLedgerStore:
         )
 
     def record(self, entries: Sequence[LedgerEntry]) -> list[StoredLedgerRow]:
-        out: list[StoredLedgerRow | None] = [None] * len(entries)
-        pending = list(range(len(entries)))
-        now = datetime.now(UTC)
-
-        @retry(
-            retry=retry_if_exception_type(RetryableError),
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_random_exponential(multiplier=0.05, max=2.0),
-            reraise=True,
-        )
-        def attempt() -> None:
-            nonlocal pending
-            params = [self._params(entries[i], now) for i in pending]
-            results = run_concurrent(self._s, [(self._insert, p) for p in params],
-                                     self._concurrency)
-            failed: list[int] = []
-            first_exc: BaseException | None = None
-            for i, (ok, res) in zip(pending, results, strict=True):
-                if ok:
-                    out[i] = _row_of(res, entries[i])
-                else:
-                    failed.append(i)
-                    first_exc = first_exc or res
-            pending = failed
-            if failed:
-                log.warning("ledger.write_retry", failed=len(failed), error=repr(first_exc))
-                assert first_exc is not None  # a failed result carries its exception
-                raise wrap_error(first_exc, f"ledger write ({len(failed)} failed)")
-
-        if pending:
-            attempt()
-        return [r for r in out if r is not None]
-
-    @staticmethod
-    def _params(e: LedgerEntry, now: datetime) -> tuple[Any, ...]:
-        ev = e.event
-        return (
-            ev.payment_id, ev.event_id, ev.merchant_id, ev.amount_minor, ev.fee_minor,
-            ev.currency, ev.captured_at, ev.schema_version, e.fingerprint,
-            e.source.topic, e.source.partition, e.source.offset, now,
-        )
+        return record_with(self._submit, entries, self._attempts)
 
     def park(self, parked: Sequence[ParkedPayment]) -> None:
+        """One conditional batch per source partition: a payment parked before keeps
+        its row (and its status, if released meanwhile)."""
         now = datetime.now(UTC)
-        params = [
-            (p.source.topic, p.source.partition, p.payment_id, p.merchant_id, p.currency,
-             p.reason, p.event_json, now)
-            for p in parked
-        ]
-        self._run(self._park, params, "park payments")
+        rows = [NewRow((p.source.topic, p.source.partition),
+                       (p.source.topic, p.source.partition, p.payment_id),
+                       (p.source.topic, p.source.partition, p.payment_id, p.merchant_id,
+                        p.currency, p.reason, p.event_json, now))
+                for p in parked]
+        insert_new(self._submit_park, rows, lambda r: (r.src_topic, r.src_partition, r.payment_id),
+                   "park payments", self._attempts)
 
     def parked(self, topic: str, partition: int) -> list[ParkedPayment]:
         rows = execute(self._s, self._parked, (topic, partition), "read parked payments")

@@ -52,7 +52,7 @@ def check_batches(settings: Settings, expect_sealed: bool = True) -> Report:
     session = connect(settings.cassandra, keyspace=settings.cassandra.keyspace)
     try:
         ledger = {r.payment_id: (r.amount_minor, r.fee_minor, r.currency) for r in session.execute(
-            "SELECT payment_id, amount_minor, fee_minor, currency FROM ledger")}
+            "SELECT payment_id, amount_minor, fee_minor, currency FROM ledger_buckets")}
         rows = list(session.execute(
             "SELECT batch_id, payout_id, payment_id, amount_minor, fee_minor, status, msg_id "
             "FROM batches"))

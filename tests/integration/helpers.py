@@ -36,7 +36,7 @@ def ledger_rows(settings: Settings) -> dict[str, tuple[int, int, str, str]]:
     try:
         return {r.payment_id: (r.amount_minor, r.fee_minor, r.currency, r.merchant_id)
                 for r in session.execute(
-                    "SELECT payment_id, amount_minor, fee_minor, currency, merchant_id FROM ledger")}
+                    "SELECT payment_id, amount_minor, fee_minor, currency, merchant_id FROM ledger_buckets")}
     finally:
         session.cluster.shutdown()
 

@@ -94,7 +94,7 @@ def snapshot(s: Settings) -> dict[str, Any]:
     session = connect(s.cassandra, keyspace=s.cassandra.keyspace)
     try:
         tables = {t: sorted(tuple(r) for r in session.execute(f"SELECT * FROM {t}"))
-                  for t in ("ledger", "parked_payments", "payouts", "batches", "batch_index",
+                  for t in ("ledger_buckets", "parked_payments", "payouts", "batches", "batch_index",
                             "batch_messages")}
     finally:
         session.cluster.shutdown()
@@ -146,7 +146,7 @@ def test_replaying_a_range_twice_in_either_mode_changes_nothing_downstream(
     with pipeline(ns):
         wait_settled(ns.settings, "first settlement")
     before = snapshot(ns.settings)
-    assert len(before["ledger"]) == len(records) and before["bank.outbound"], "nothing settled"
+    assert len(before["ledger_buckets"]) == len(records) and before["bank.outbound"], "nothing settled"
     ends = end_offsets(ns.settings)
     topic = ns.settings.topics.payments
 
