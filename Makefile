@@ -55,7 +55,7 @@ audit: venv  ## known vulnerabilities in .venv's packages, from PyPI (fails on a
 test: venv lint tools infra-up  ## lint + dependency audit + unit + integration + e2e fault injection, on the real stack
 	@echo "dependency audit: a known vulnerability fails the build; an unchecked package only warns"
 	$(BIN)/python infra/audit.py --unchecked warn
-	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q $(PYTEST_ARGS)
+	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q --durations=15 $(PYTEST_ARGS)
 
 bench: venv infra-up  ## every benchmark scenario, one summary table, bench-out/bench.json + PNG plots (BENCH_ARGS=--quick)
 	$(BIN)/settlement bench all $(BENCH_ARGS)

@@ -465,7 +465,7 @@ def _print_run(r: RunResult) -> None:
     else:
         console.print(f"[red]run {r.run} seed={r.seed}: {len(r.violations)} violation(s)[/red]")
         for line in r.violations:
-            console.print(f"  [red]{line}[/red]", markup=False, highlight=False)
+            console.print(f"  {line}", style="red", markup=False, highlight=False)
 
 
 def _print_campaign(seed: int, results: list[RunResult], took_s: float) -> None:
