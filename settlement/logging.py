@@ -69,6 +69,13 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
 class _ToStructlog(logging.Handler):
     """Library loggers (cassandra-driver, httpx, ...) into the same structured stream."""
 
+    # Cassandra 5 warns on every prepare after `USE <keyspace>` (the session's keyspace):
+    # our statements name no other keyspace, so it says nothing an operator can act on.
+    _NOISE = ("`USE <keyspace>` with prepared statements",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self._NOISE)
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             extra = {}

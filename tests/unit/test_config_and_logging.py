@@ -128,3 +128,32 @@ def test_bad_arguments_exit_2_with_one_line_not_a_traceback(
     result = invoke(argv, env={"SETTLEMENT_CASSANDRA__PORT": "1"})  # none up
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.split())
+
+
+def test_library_warnings_reach_the_json_log_masked_and_without_the_use_noise(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The Cassandra driver's own warnings (reconnection attempts, pool failures) were
+    swallowed by its NullHandler; they are part of the worker's JSON log now."""
+    import json
+    import logging
+
+    import structlog
+
+    from settlement.logging import configure
+
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure("json", "info")
+        logging.getLogger("cassandra.pool").warning("Error attempting to reconnect to %s", "h:9042")
+        logging.getLogger("cassandra.protocol").warning(
+            "Server warning: `USE <keyspace>` with prepared statements is considered to be an "
+            "anti-pattern")
+        logging.getLogger("httpx").info("chatter below warning")
+    finally:  # the captured stream closes after this test: leave logging as it was
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    assert [(x["logger"], x["event"], x["level"]) for x in lines] == [
+        ("cassandra.pool", "Error attempting to reconnect to h:9042", "warning")]
