@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import secrets
 import shutil
 import threading
 import time
@@ -40,13 +39,14 @@ from settlement.cli.demo import (
     drop_quietly,
     sigterm_interrupts,
     stage_env,
+    start_banks,
 )
-from settlement.cli.demo_banks import CURRENCIES, DEMO_BANKS, bank_config, clock_plan, validated
+from settlement.cli.demo_banks import CURRENCIES, DEMO_BANKS, clock_plan, validated
 from settlement.config import Settings
 from settlement.kafka.reader import group_lag, pending_records, ready_members
 from settlement.runtime.local import Fleet, WorkerProc, child_env
 from settlement.runtime.mockbank_proc import MockBankProcess, bank_outcome
-from settlement.runtime.namespace import Namespace, namespace, provision
+from settlement.runtime.namespace import Namespace, namespace
 from settlement.runtime.stack import ensure_stack, find_infra
 
 ROLES = ("ledger", "batcher", "gateway", "inbound")
@@ -208,15 +208,7 @@ def _one_run(base: Settings, stack: Stack, index: int, seed: int, payments: int,
         console.print(f"  planned: {line}")
     bank_dir = log_dir / "banks"
     with ExitStack() as cleanup, sigterm_interrupts():
-        token = secrets.token_urlsafe(18)
-        config = bank_config(bank_dir / "state", token, seed, datetime.now(UTC).date())
-        run(lambda: validated(config))
-        bank = MockBankProcess(config, bank_dir / "banks.yaml", log_dir / "mockbank.log")
-        cleanup.callback(bank.stop)
-        bank.spawn()
-        run(lambda: provision(ns))
-        session = run(lambda: bootstrap.cassandra(ns.settings))
-        cleanup.callback(session.cluster.shutdown)
+        bank, session, token = start_banks(cleanup, ns, bank_dir, log_dir, seed)
         env = child_env({**ns.env, **stage_env(bank.url, token),
                          "SETTLEMENT_BATCHER__SEAL_GRACE_S": str(SEAL_GRACE_S),
                          "SETTLEMENT_KAFKA__TRANSACTION_TIMEOUT_MS": str(TRANSACTION_TIMEOUT_MS),

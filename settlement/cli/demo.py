@@ -138,16 +138,7 @@ def demo(
         else:
             cleanup.callback(shutil.rmtree, bank_dir, ignore_errors=True)
             cleanup.callback(drop_quietly, ns)
-        token = secrets.token_urlsafe(18)
-        # The banks' clock starts at 07:00 on the settlement day (today, UTC, or earlier).
-        config = bank_config(bank_dir / "state", token, seed, datetime.now(UTC).date())
-        run(lambda: validated(config))
-        bank = MockBankProcess(config, bank_dir / "banks.yaml", log_dir / "mockbank.log")
-        cleanup.callback(bank.stop)
-        bank.spawn()
-        run(lambda: provision(ns))
-        session = run(lambda: bootstrap.cassandra(ns.settings))
-        cleanup.callback(session.cluster.shutdown)
+        bank, session, token = start_banks(cleanup, ns, bank_dir, log_dir, seed)
         provisioned = time.monotonic() - t0 - stack_s
         env = child_env({**ns.env, **stage_env(bank.url, token)}
                         | ({"SETTLEMENT_CONFIG_FILE": str(app.config_file)} if app.config_file else {}))
@@ -188,6 +179,25 @@ def demo(
     console.print(f"demo finished in {time.monotonic() - t0:.0f}s")
     if not report["exactly_once"]:
         raise typer.Exit(1)
+
+
+def start_banks(cleanup: ExitStack, ns: Namespace, bank_dir: Path, log_dir: Path,
+                seed: int) -> tuple[MockBankProcess, Session, str]:
+    """The demo's three mock banks spawned and the namespace provisioned meanwhile, both
+    undone by `cleanup`: (the bank process, a session on the namespace, the banks' token).
+
+    The banks' clock starts at 07:00 on the settlement day (today, UTC, or earlier).
+    """
+    token = secrets.token_urlsafe(18)
+    config = bank_config(bank_dir / "state", token, seed, datetime.now(UTC).date())
+    run(lambda: validated(config))
+    bank = MockBankProcess(config, bank_dir / "banks.yaml", log_dir / "mockbank.log")
+    cleanup.callback(bank.stop)
+    bank.spawn()
+    run(lambda: provision(ns))
+    session = run(lambda: bootstrap.cassandra(ns.settings))
+    cleanup.callback(session.cluster.shutdown)
+    return bank, session, token
 
 
 def _pipeline(d: DemoRun, payments: int, seed: int, invalid_ratio: float, batchers: int) -> None:
