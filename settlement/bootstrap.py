@@ -134,7 +134,8 @@ def _batcher(settings: Settings) -> Worker:
     session = cassandra(settings)
     worker_id = f"batcher-{settings.worker.instance_id}"
     handler = BatcherHandler(
-        CassandraBatchStore(session, settings.cassandra.concurrency),
+        CassandraBatchStore(session, settings.cassandra.concurrency,
+                            settings.cassandra.write_batch_rows),
         merchant_registry(settings, session),
         calendars,
         settings.topics,

@@ -97,6 +97,12 @@ class CassandraSettings(BaseModel):
     # In-flight async statements per worker; bounds memory and Cassandra's queue.
     concurrency: int = Field(
         default=128, ge=1, le=2048, description="In-flight async statements per worker.")
+    # Big idempotent writes (a sealed batch's payouts) go as unlogged batches of rows that
+    # share replicas. 32 payout rows are ~8 KiB, far under batch_size_fail_threshold
+    # (50 KiB); Cassandra logs its rate-limited batch-size warning (docs/architecture.md).
+    write_batch_rows: int = Field(
+        default=32, ge=1, le=500,
+        description="Rows per unlogged batch for big idempotent writes (1: one request per row).")
 
 
 class TopicSettings(BaseModel):

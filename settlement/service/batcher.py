@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -118,12 +119,16 @@ class BatcherHandler:
         self._owned: dict[int, _Owned] = {}
         self._fresh: set[int] = set()  # assigned, ownership not yet claimed
         self._known: set[str] = set()  # batch ids whose header exists
+        # Renders a sealed batch's pacs.008 while its payouts are written: lxml's
+        # serialisation and XSD validation release the GIL, so the two overlap.
+        self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self.stats = BatcherStats()
 
     # -- ownership ---------------------------------------------------------
 
     def close(self) -> None:
-        """Nothing to release: the Cassandra session belongs to the worker."""
+        """The render thread; the Cassandra session belongs to the worker."""
+        self._renderer.shutdown(wait=True)
 
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         for topic, p in partitions:
@@ -383,17 +388,20 @@ class BatcherHandler:
                 len(group), sum(r.late for r in group), attempt, e2e, instr, uetr, status,
                 sealed_at))
         t_build = time.monotonic()
-        self._store.save_payouts(payouts)
-        self._store.save_retried(retried)
+        rendering = self._start_render(head, sealed_at, msg_id, txs)
+        try:
+            self._store.save_payouts(payouts)
+            self._store.save_retried(retried)
+        except BaseException:
+            if rendering is not None:
+                wait([rendering])  # a retry must not overlap it; the write's error wins
+            raise
         t_payouts = time.monotonic()
-        xml = None
-        if txs:
-            batch = SealedBatch(batch_id=head.batch_id, msg_id=msg_id, created_at=sealed_at,
-                                settlement_date=head.settlement_date, currency=head.currency,
-                                bank_bic=head.bank_bic, transactions=tuple(txs))
-            p = self._processor
-            debtor = Party(name=p.name, account_id=p.iban, bic=p.bic)
-            xml = self._render(batch, debtor, p.charge_bearer, p.settlement_method)
+        # A render error (a FatalError) surfaces here, after the payouts are saved, as it
+        # did when rendering came after them.
+        xml = rendering.result() if rendering is not None else None
+        t_render = time.monotonic()
+        if xml is not None:
             self._store.save_expected(head.batch_id, [ExpectedBooking(
                 ExpectedKind.PAYOUT, head.bank_bic, head.settlement_date, head.currency,
                 t.end_to_end_id, t.amount_minor, msg_id, merchants[t.payout_id],
@@ -410,5 +418,18 @@ class BatcherHandler:
                  payments=len(rows), late=sum(r.late for r in rows),
                  read_ms=int((t_read - t0) * 1000), build_ms=int((t_build - t_read) * 1000),
                  payouts_ms=int((t_payouts - t_build) * 1000),
-                 render_store_ms=int((time.monotonic() - t_payouts) * 1000))
+                 render_wait_ms=int((t_render - t_payouts) * 1000),
+                 store_ms=int((time.monotonic() - t_render) * 1000))
         return xml
+
+    def _start_render(self, head: BatchHeader, sealed_at: datetime, msg_id: str,
+                      txs: list[PayoutTx]) -> Future[bytes] | None:
+        if not txs:
+            return None
+        batch = SealedBatch(batch_id=head.batch_id, msg_id=msg_id, created_at=sealed_at,
+                            settlement_date=head.settlement_date, currency=head.currency,
+                            bank_bic=head.bank_bic, transactions=tuple(txs))
+        p = self._processor
+        debtor = Party(name=p.name, account_id=p.iban, bic=p.bic)
+        return self._renderer.submit(self._render, batch, debtor, p.charge_bearer,
+                                     p.settlement_method)

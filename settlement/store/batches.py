@@ -21,15 +21,16 @@ from settlement.domain.errors import RetryableError
 from settlement.domain.reconciliation import ExpectedBooking
 from settlement.service.ports import AddOutcome, BatchHeader, BatchRow, SealState
 from settlement.store.expected import CassandraExpectedStore
-from settlement.store.session import execute, execute_all, wrap_error
+from settlement.store.session import execute, execute_all, wrap_error, write_batched
 
 CHUNK = 100  # rows per conditional batch: well under batch_size_fail_threshold (50 KiB)
 
 
 class CassandraBatchStore:
-    def __init__(self, session: Session, concurrency: int = 128) -> None:
+    def __init__(self, session: Session, concurrency: int = 128, batch_rows: int = 32) -> None:
         self._s = session
         self._concurrency = concurrency
+        self._batch_rows = batch_rows
         self._expected = CassandraExpectedStore(session, concurrency)
         p = session.prepare
         self._claim_new = p("INSERT INTO batcher_owners (items_topic, items_partition, epoch, owner) "
@@ -185,13 +186,13 @@ class CassandraBatchStore:
         # ahead of it; the write timestamp is the seal time (deterministic, so a replayed
         # save is the same write), older than any later status transition, which wins.
         stamped = [(*p, int(p[15].timestamp() * 1_000_000)) for p in params]
-        execute_all(self._s, self._payout, stamped, "save payouts", self._concurrency)
+        write_batched(self._s, self._payout, stamped, "save payouts", self._batch_rows)
 
     def save_retried(self, params: list[tuple[Any, ...]]) -> None:
         # Same layout as save_payouts; only the attempt's own facts change.
         rows = [(int(p[15].timestamp() * 1_000_000), p[1], p[4], p[10], p[11], p[12], p[13],
                  p[14], p[15], p[0]) for p in params]
-        execute_all(self._s, self._retried, rows, "save retried payouts", self._concurrency)
+        write_batched(self._s, self._retried, rows, "save retried payouts", self._batch_rows)
 
     def save_expected(self, batch_id: str, rows: Sequence[ExpectedBooking]) -> None:
         self._expected.save_payouts(batch_id, rows)

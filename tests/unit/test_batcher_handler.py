@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,8 +10,10 @@ import pytest
 
 from settlement.config import BankSettings, BatcherSettings, ProcessorSettings, TopicSettings
 from settlement.domain.calendar import PayoutWindow
+from settlement.domain.errors import RetryableError
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
+from settlement.iso20022.errors import MessageBuildError
 from settlement.iso20022.pacs008 import parse_pacs008_summary, render_pacs008
 from settlement.service.batcher import BatcherHandler, BatchOwnershipLostError
 from settlement.service.calendars import CalendarRegistry
@@ -210,3 +213,48 @@ def test_end_to_end_id_carries_the_payout_and_attempt_within_max35() -> None:
     assert transaction_ids(pid, 1) != transaction_ids(pid, 2)
     assert payout_of_end_to_end_id("SOMEONE-ELSES") is None
     assert payout_of_end_to_end_id("E") is None
+
+
+class _FailingPayouts(FakeBatchStore):
+    def save_payouts(self, params: list[tuple[object, ...]]) -> None:
+        raise RetryableError("Cassandra timed out saving payouts")
+
+
+def test_a_failed_payout_write_waits_for_the_render_and_sends_nothing(env) -> None:
+    _, clock, log = env
+    store = _FailingPayouts()
+    rendered: list[str] = []
+
+    def slow_render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # still rendering when the write fails
+        rendered.append(batch.batch_id)
+        return _render(batch, debtor, cb, sm)
+
+    h = BatcherHandler(store, FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
+                       BatcherSettings(seal_grace_s=5), ProcessorSettings(), slow_render, "b",
+                       clock=clock)
+    h.assigned([(TOPICS.items, 0)])
+    h.handle([log.rec(item("p1"))])
+    with pytest.raises(RetryableError, match="saving payouts"):
+        _seal(h, log, clock)
+    assert len(rendered) == 1  # awaited before the error surfaced: a retry cannot overlap it
+    assert store.messages == {} and store.expected == {}
+    h.close()
+
+
+def test_a_render_that_fails_leaves_the_payouts_saved_and_nothing_sent(env) -> None:
+    store, clock, log = env
+
+    def broken_render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
+        raise MessageBuildError(f"batch {batch.batch_id} cannot be expressed")
+
+    h = BatcherHandler(store, FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
+                       BatcherSettings(seal_grace_s=5), ProcessorSettings(), broken_render, "b",
+                       clock=clock)
+    h.assigned([(TOPICS.items, 0)])
+    h.handle([log.rec(item("p1")), log.rec(item("p3", merchant="m-pay"))])
+    with pytest.raises(MessageBuildError, match="cannot be expressed"):
+        _seal(h, log, clock)
+    assert len(store.payouts) == 2  # written while the render ran, as before it
+    assert store.messages == {} and store.expected == {}
+    h.close()
