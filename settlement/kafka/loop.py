@@ -58,6 +58,7 @@ class _Batch:
     first_offsets: dict[TP, int] = field(default_factory=dict)
     next_offsets: dict[TP, int] = field(default_factory=dict)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    after_abort: list[Callable[[], None]] = field(default_factory=list)
     produced: int = 0
     tally: Tally[tuple[str, str | None]] = field(default_factory=Tally)  # (topic, dlq reason)
 
@@ -288,7 +289,7 @@ class StageLoop:
             return
         self._last_tick = now
         result = self._handler.tick(sorted(self._assigned))
-        if result.outputs or result.after_commit:
+        if result.outputs or result.after_commit or result.after_abort:
             self._emit(result, self._open_batch())
 
     def _emit(self, result: HandlerResult, batch: _Batch) -> None:
@@ -310,6 +311,7 @@ class StageLoop:
             batch.tally[(out.topic, header(out.headers, H_REASON))] += 1
         batch.produced += len(result.outputs)
         batch.after_commit.extend(result.after_commit)
+        batch.after_abort.extend(result.after_abort)
         self._producer.poll(0)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
@@ -400,6 +402,8 @@ class StageLoop:
             self._producer.purge()
             self._delivery_errors.clear()
         if batch is not None:
+            for callback in batch.after_abort:
+                callback()  # in-memory undo (e.g. a seal command to issue again)
             self._rewind(batch.first_offsets)
 
     def _rewind(self, first_offsets: dict[TP, int]) -> None:

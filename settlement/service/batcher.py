@@ -277,12 +277,17 @@ class BatcherHandler:
         for p in list(self._owned):
             if p not in mine:
                 del self._owned[p]  # revoked: the next owner claims a new epoch
-        for p in sorted(mine):
-            state = self._own(p)
+        # Claimed first: a claim that fails must fail before any command is marked issued.
+        states = [self._own(p) for p in sorted(mine)]
+        for p, state in zip(sorted(mine), states, strict=True):
             for batch_id, head in sorted(state.batches.items()):
                 if batch_id in state.commanded or now < head.cutoff_at + grace:
                     continue
                 state.commanded.add(batch_id)
+                # The command rides the open transaction; if that aborts, the command is
+                # gone and nothing re-reads it, so the next tick must issue it again
+                # (found by `settlement chaos`, seed 1480177189: never sealed otherwise).
+                result.after_abort.append(partial(state.commanded.discard, batch_id))
                 result.outputs.append(OutboundRecord(
                     topic=self._topics.items, key=f"{head.bank_bic}:{head.currency}".encode(),
                     value=orjson.dumps({"batch_id": batch_id, "issued_by": self._worker_id,

@@ -50,14 +50,21 @@ class OutboundRecord:
 
 @dataclass
 class HandlerResult:
-    """Records to produce in the transaction, and work to do once it committed."""
+    """Records to produce in the transaction, and work to do once it committed or aborted.
+
+    `after_abort` undoes in-memory bookkeeping that assumed the outputs would be
+    published: an aborted transaction discards them, and its input is read again, but
+    a tick's outputs have no input to be re-read from.
+    """
 
     outputs: list[OutboundRecord] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    after_abort: list[Callable[[], None]] = field(default_factory=list)
 
     def extend(self, other: HandlerResult) -> None:
         self.outputs.extend(other.outputs)
         self.after_commit.extend(other.after_commit)
+        self.after_abort.extend(other.after_abort)
 
 
 class Handler(Protocol):

@@ -258,3 +258,22 @@ def test_a_render_that_fails_leaves_the_payouts_saved_and_nothing_sent(env) -> N
     assert len(store.payouts) == 2  # written while the render ran, as before it
     assert store.messages == {} and store.expected == {}
     h.close()
+
+
+def test_a_seal_command_lost_with_an_aborted_transaction_is_issued_again(env) -> None:
+    # Regression for `settlement chaos` seed 1480177189: the command rode a transaction
+    # that aborted (Cassandra timed out on the rows placed with it), and the batch stayed
+    # open for good because the batcher remembered it as commanded.
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    first = h.tick([(TOPICS.items, 0)])
+    assert len(first.outputs) == 1
+    assert h.tick([(TOPICS.items, 0)]).outputs == []  # committed or in flight: not twice
+    for undo in first.after_abort:  # the loop aborted that transaction
+        undo()
+    [again] = h.tick([(TOPICS.items, 0)]).outputs
+    assert again.value == first.outputs[0].value and again.partition == 0
+    [msg] = h.handle([log.from_output(again)]).outputs
+    assert msg.topic == TOPICS.bank_outbound  # and the batch is sealed and sent
