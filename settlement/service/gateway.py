@@ -134,12 +134,18 @@ class GatewayHandler:
                          ("orgnl_msg_id", d.msg_id.encode()), ("via", b"sync")]))
             self._inflight[d.msg_id] = self._clock()
             result.after_commit.append(partial(self._committed, d))
+            # Aborted: the answer is gone with the transaction; deliver again at the next
+            # tick (the bank answers a repeated MsgId the same) instead of in 2 minutes.
+            result.after_abort.append(partial(self._forget, d.msg_id))
             log.info("gateway.delivered", bank=d.bank_bic, msg_id=d.msg_id, batch_id=d.batch_id,
                      latency_ms=answer.latency_ms)
 
     def _cursor_committed(self, bank: str, cursor: int) -> None:
         self._store.set_cursor(bank, cursor)
         self._inflight.pop(f"poll:{bank}", None)
+
+    def _forget(self, inflight_key: str) -> None:
+        self._inflight.pop(inflight_key, None)
 
     def _committed(self, d: Delivery) -> None:
         self._store.delivered(d, self._clock())
@@ -175,3 +181,4 @@ class GatewayHandler:
                 # After commit: a crash in between re-polls; inbound dedups by MsgId.
                 self._inflight[f"poll:{bank}"] = now
                 result.after_commit.append(partial(self._cursor_committed, bank, nxt))
+                result.after_abort.append(partial(self._forget, f"poll:{bank}"))

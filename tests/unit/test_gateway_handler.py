@@ -161,3 +161,23 @@ def test_no_second_delivery_or_poll_inside_the_still_open_transaction() -> None:
     for cb in first.after_commit + polled.after_commit:
         cb()
     assert q.rows["D1"][1] == "delivered" and q.cursors["MOCKDEFFXXX"] == 1
+
+
+def test_after_an_aborted_transaction_the_next_tick_delivers_and_polls_again() -> None:
+    h, q, bank, clock = setup()
+    owner = poll_owner("MOCKDEFFXXX", TOPICS.partitions)
+    bank.outbox["MOCKDEFFXXX"] = [PolledMessage(1, "camt.054.001.08", "N1", b"<n1/>")]
+    bank.down.add("MOCKDEFFXXX")
+    h.handle([rec("MOCKDEFFXXX", "D1", 0, partition=owner)])  # fails: due again later
+    bank.down.clear()
+    clock.now += timedelta(minutes=1)
+    first = h.tick([(TOPICS.bank_outbound, owner)])
+    assert sorted(o.value for o in first.outputs) == sorted([b"<n1/>", b"<pacs002 for <pacs008 D1>>"])
+    for undo in first.after_abort:  # the loop aborted that transaction: outputs gone
+        undo()
+    clock.now += timedelta(seconds=5)  # the next tick, not 2 minutes later
+    again = h.tick([(TOPICS.bank_outbound, owner)])
+    assert sorted(o.value for o in again.outputs) == sorted(o.value for o in first.outputs)
+    for cb in again.after_commit:
+        cb()
+    assert q.rows["D1"][1] == "delivered" and q.cursors["MOCKDEFFXXX"] == 1
