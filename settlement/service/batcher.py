@@ -223,11 +223,11 @@ class BatcherHandler:
 
     def _place_in_partition(self, partition: int, group: list[_Target]) -> list[_Target]:
         owned = self._own(partition)
-        new_headers: dict[str, BatchHeader] = {}
+        headers: dict[str, BatchHeader] = {}
         rows: dict[str, list[BatchRow]] = defaultdict(list)
         for t in group:
-            if t.batch_id not in self._known and t.batch_id not in new_headers:
-                new_headers[t.batch_id] = BatchHeader(
+            if t.batch_id not in headers:
+                headers[t.batch_id] = BatchHeader(
                     t.batch_id, t.item.bank_bic, t.item.currency, t.window.window_id,
                     t.window.cutoff_at, t.window.settlement_date,
                     int(t.batch_id.rsplit("-", 1)[1]), self._topics.items, partition)
@@ -235,6 +235,7 @@ class BatcherHandler:
             rows[t.batch_id].append(BatchRow(t.payout_id, it.payment_id, it.merchant_id,
                                              it.payout_mode, it.amount_minor, it.fee_minor,
                                              it.captured_at, t.late, t.attempt))
+        new_headers = {b: h for b, h in headers.items() if b not in self._known}
         if new_headers:
             self._store.create(list(new_headers.values()), owned.epoch)
             self._known.update(new_headers)
@@ -247,8 +248,11 @@ class BatcherHandler:
                     f"batch {batch_id}: a newer owner holds items partition {partition}")
             if outcome is AddOutcome.MISSING:
                 raise RetryableError(f"batch {batch_id} has no header")
-            if outcome is AddOutcome.APPLIED and batch_id in new_headers:
-                owned.batches[batch_id] = new_headers[batch_id]
+            if outcome is AddOutcome.APPLIED:
+                # Open and ours, so due to be sealed: also when it was created in an
+                # earlier attempt whose rows failed (then it is known, but was never
+                # noted; found by `settlement chaos`, seed 1213681672: never sealed).
+                owned.batches.setdefault(batch_id, headers[batch_id])
         if sealed_ids:
             # Rows that made it in before the seal stay there; the rest are late.
             cands = [t for t in group if t.batch_id in sealed_ids]

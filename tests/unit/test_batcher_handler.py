@@ -277,3 +277,32 @@ def test_a_seal_command_lost_with_an_aborted_transaction_is_issued_again(env) ->
     assert again.value == first.outputs[0].value and again.partition == 0
     [msg] = h.handle([log.from_output(again)]).outputs
     assert msg.topic == TOPICS.bank_outbound  # and the batch is sealed and sent
+
+
+class _AddFailsOnce(FakeBatchStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def add(self, rows, epoch):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            raise RetryableError("add rows to batch: NoHostAvailable (injected)")
+        return super().add(rows, epoch)
+
+
+def test_a_batch_created_by_an_attempt_whose_rows_failed_is_still_sealed(env) -> None:
+    # Regression for `settlement chaos` seed 1213681672: the header was written, the rows
+    # failed (Cassandra down), and the retry found the batch known but never noted it as
+    # open, so no seal command was ever issued for it.
+    _, clock, log = env
+    store = _AddFailsOnce()
+    h = make(store, clock)
+    records = [log.rec(item("p1")), log.rec(item("p2", amount=500))]
+    with pytest.raises(RetryableError):
+        h.handle(records)
+    h.handle(records)  # the loop's retry after the rewind
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    [msg] = h.handle([log.from_output(cmd)]).outputs
+    assert msg.topic == TOPICS.bank_outbound
