@@ -133,9 +133,7 @@ class LedgerSettings(BaseModel):
     max_event_bytes: int = Field(
         default=1024 * 1024, ge=256, description="Larger events are dead-lettered as oversized.")
     merchant_cache_ttl_s: float = Field(
-        default=5.0, ge=0,
-        description="How often the ledger and batcher re-read the merchant registry (in the "
-                    "background; 0: on every lookup).")
+        default=5.0, ge=0, description="How long the ledger caches the merchant registry.")
     park_release_interval_s: float = Field(
         default=5.0, gt=0, description="How often parked payments are checked for release.")
 
