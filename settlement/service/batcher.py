@@ -119,8 +119,8 @@ class BatcherHandler:
         self._owned: dict[int, _Owned] = {}
         self._fresh: set[int] = set()  # assigned, ownership not yet claimed
         self._known: set[str] = set()  # batch ids whose header exists
-        # Renders a sealed batch's pacs.008 while its payouts are written: lxml's
-        # serialisation and XSD validation release the GIL, so the two overlap.
+        # Renders a sealed batch's pacs.008 while its payouts are written; they overlap
+        # where lxml (parse, validate) and the driver's I/O leave the GIL free.
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self.stats = BatcherStats()
 
