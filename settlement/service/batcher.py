@@ -282,8 +282,8 @@ class BatcherHandler:
             if p not in mine:
                 del self._owned[p]  # revoked: the next owner claims a new epoch
         # Claimed first: a claim that fails must fail before any command is marked issued.
-        states = [self._own(p) for p in sorted(mine)]
-        for p, state in zip(sorted(mine), states, strict=True):
+        states = [(p, self._own(p)) for p in sorted(mine)]
+        for p, state in states:
             for batch_id, head in sorted(state.batches.items()):
                 if batch_id in state.commanded or now < head.cutoff_at + grace:
                     continue

@@ -156,7 +156,7 @@ def write_batched(session: Session, stmt: PreparedStatement, params: Sequence[tu
     stage retry does after a failure. `rows_per_batch` <= 1 sends rows one by one.
     """
     if rows_per_batch <= 1 or len(params) <= 1:
-        execute_all(session, stmt, params, what, concurrency * max(rows_per_batch, 1))
+        execute_all(session, stmt, params, what, concurrency)
         return
     meta = session.cluster.metadata
     groups: dict[tuple[str, ...], list[BoundStatement]] = defaultdict(list)
