@@ -22,6 +22,7 @@ from settlement.cli import (
     sample,
 )
 from settlement.cli.context import AppState
+from settlement.runtime import startup
 
 app = typer.Typer(
     name="settlement",
@@ -46,6 +47,8 @@ def _root(
         help="debug | info | warning | error.")] = None,
 ) -> None:
     ctx.obj = AppState(config, log_format, log_level)
+    if ctx.invoked_subcommand != "worker":
+        startup.release()  # only a worker drains on SIGTERM; the rest stop as usual
 
 
 admin.register(app)

@@ -197,6 +197,10 @@ class StageLoop:
             kafka_error=kafka_error,
         )
 
+    def stop_requested_during_startup(self, signum: int) -> None:
+        self._log.info("worker.drain_requested", signal=signal.Signals(signum).name, during="startup")
+        self.stop()
+
     def install_signal_handlers(self) -> None:
         def _drain(signum: int, _frame: Any) -> None:
             self._log.info("worker.drain_requested", signal=signal.Signals(signum).name)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cassandra.cluster import Session
 
 from settlement.kafka.loop import StageLoop
+from settlement.runtime import startup
 from settlement.runtime.health import HealthServer
 
 
@@ -20,6 +21,8 @@ class Worker:
     def run(self) -> None:
         """Poll until SIGTERM/SIGINT, then drain (commit or abort) and close."""
         self.loop.install_signal_handlers()
+        if (signum := startup.held()) is not None:  # stopped while starting: drain at once
+            self.loop.stop_requested_during_startup(signum)
         self.serve()
 
     def serve(self) -> None:

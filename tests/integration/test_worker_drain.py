@@ -34,3 +34,24 @@ def test_sigterm_mid_stream_drains_cleanly_and_nothing_is_lost_or_doubled(ns: Na
         w.kill(signal.SIGTERM)
     counts = item_counts(ns.settings)
     assert all(c == 1 for c in counts.values()), "an item was published twice"
+
+
+def test_sigterm_while_starting_up_is_a_clean_stop_not_a_crash(ns: Namespace) -> None:
+    """A worker stopped while it imports, connects or fences its producer exits 0, not -15.
+
+    The delays land in the CLI import (about 1 s), the Cassandra connect and the transactional
+    producer's start; the last one may already be a running loop, which drains the usual way.
+    """
+    during_startup = 0
+    for i, delay_s in enumerate((0.5, 1.5, 3.0)):
+        w = WorkerProc("ledger", f"early-{i}", [], ns.env, ns.log_dir / f"early-{i}.log")
+        w.start()
+        assert w.proc is not None
+        time.sleep(delay_s)
+        w.proc.send_signal(signal.SIGTERM)
+        code = w.proc.wait(timeout=60)
+        log = w.log_path.read_text()
+        assert code == 0, f"stopped {delay_s}s after start, exit {code}:\n{log[-2000:]}"
+        assert "worker.stopped" in log
+        during_startup += '"during": "startup"' in log
+    assert during_startup, "no stop landed during start-up: the test exercised nothing"
