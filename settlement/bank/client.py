@@ -141,24 +141,44 @@ class HttpBankClient:
         return BankAnswer(resp.status_code, resp.content, int((time.monotonic() - t0) * 1000))
 
     def poll(self, bank_bic: str, after: int) -> tuple[list[PolledMessage], int]:
+        return self._outbox(bank_bic, after, 500, "poll")
+
+    def _outbox(self, bank_bic: str, after: int, limit: int, call: str) -> tuple[list[PolledMessage], int]:
         url, headers = self._base(bank_bic)
         t0 = time.monotonic()
         try:
-            resp = self._http.get(f"{url}/messages", params={"after": after, "limit": 500},
+            resp = self._http.get(f"{url}/messages", params={"after": after, "limit": limit},
                                   headers=headers)
         except httpx.HTTPError as exc:
-            metrics.bank_error(bank_bic, "poll", _error_kind(exc))
-            raise BankUnavailableError(f"{bank_bic}: poll: {type(exc).__name__}: {exc}") from exc
+            metrics.bank_error(bank_bic, call, _error_kind(exc))
+            raise BankUnavailableError(f"{bank_bic}: {call}: {type(exc).__name__}: {exc}") from exc
         finally:
-            metrics.bank_call(bank_bic, "poll", time.monotonic() - t0)
+            metrics.bank_call(bank_bic, call, time.monotonic() - t0)
         if resp.status_code != 200:
-            metrics.bank_error(bank_bic, "poll", _status_kind(resp.status_code))
-            raise BankUnavailableError(f"{bank_bic}: poll: HTTP {resp.status_code}")
-        self._verify(bank_bic, "poll", resp)
+            metrics.bank_error(bank_bic, call, _status_kind(resp.status_code))
+            raise BankUnavailableError(f"{bank_bic}: {call}: HTTP {resp.status_code}")
+        self._verify(bank_bic, call, resp)
         body = resp.json()
         msgs = [PolledMessage(int(m["cursor"]), str(m["type"]), str(m["msg_id"]),
                               str(m["xml"]).encode()) for m in body.get("messages", [])]
         return msgs, int(body.get("next", after))
+
+    def probe_idle(self) -> None:
+        """Let an open breaker that nothing sends through find out whether its bank is back.
+
+        pybreaker only leaves "open" on a call. Once this process holds no deliveries
+        for a bank (they moved to another replica, or all went out there), its breaker
+        would stay open, and its gauge say so, until a restart. So a breaker past
+        `breaker_reset_s` makes one read-only call instead, the first entry of the
+        bank's outbox, through the breaker: closed if it answers, open again if not.
+        """
+        for bic, breaker in list(self._breakers.items()):
+            if breaker.current_state != pybreaker.STATE_OPEN or not self.allows(bic):
+                continue
+            try:
+                breaker.call(self._outbox, bic, 0, 1, "probe")
+            except Exception as exc:  # any failure is counted by the breaker: open again
+                log.info("gateway.breaker_probe_failed", bank=bic, error=str(exc)[:200])
 
     def close(self) -> None:
         self._http.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -65,6 +65,7 @@ class GatewayHandler:
         # Delivered in the still-open transaction: not due again until it commits (or the
         # transaction could have timed out and the batch been redone).
         self._inflight: dict[str, datetime] = {}
+        self._probe: Future[None] | None = None
         self.stats = GatewayStats()
 
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
@@ -106,6 +107,8 @@ class GatewayHandler:
             self._deliver(due, result)
         if mine:
             self._poll(set(mine), now, result)
+        if self._probe is None or self._probe.done():  # off the loop: a down bank may time out
+            self._probe = self._pool.submit(self._client.probe_idle)
         return result
 
     # -- delivery ----------------------------------------------------------

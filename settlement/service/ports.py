@@ -280,6 +280,10 @@ class BankClient(Protocol):
         """False while the bank's circuit breaker is open."""
         ...
 
+    def probe_idle(self) -> None:
+        """One read-only call to each bank whose breaker is open past its reset and unused."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -52,9 +54,13 @@ class FakeBank:
         self.down: set[str] = set()
         self.received: list[tuple[str, bytes]] = []
         self.outbox: dict[str, list[PolledMessage]] = {}
+        self.probes = 0
 
     def allows(self, bic: str) -> bool:
         return True
+
+    def probe_idle(self) -> None:
+        self.probes += 1
 
     def close(self) -> None:
         pass
@@ -181,3 +187,25 @@ def test_after_an_aborted_transaction_the_next_tick_delivers_and_polls_again() -
     for cb in again.after_commit:
         cb()
     assert q.rows["D1"][1] == "delivered" and q.cursors["MOCKDEFFXXX"] == 1
+
+
+def test_each_tick_probes_idle_open_breakers_off_the_loop_one_probe_at_a_time() -> None:
+    h, _q, bank, _ = setup()
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_probe() -> None:  # a down bank that makes the probe wait for its timeout
+        bank.probes += 1
+        started.set()
+        release.wait(10)
+
+    bank.probe_idle = slow_probe  # type: ignore[method-assign]
+    t0 = time.monotonic()
+    h.tick([(TOPICS.bank_outbound, 0)])
+    assert started.wait(5)
+    h.tick([(TOPICS.bank_outbound, 0)])  # the first is still running: no second one
+    assert time.monotonic() - t0 < 5, "the tick waited for the probe"
+    assert bank.probes == 1
+    release.set()
+    h.close()  # waits for the probe
+    assert bank.probes == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -187,3 +188,35 @@ def test_a_dead_letter_log_line_names_the_payment_when_the_record_has_one() -> N
         lt.handler(FakeLedgerStore()).handle([lt.rec(lt.event("p-neg", amount_minor=-5), 1)])
     [line] = [e for e in logs if e["event"] == "ledger.dead_lettered"]
     assert line["payment_id"] == "p-neg"
+
+
+def test_an_open_breaker_nothing_sends_through_is_probed_and_closes_once_the_bank_is_back() -> None:
+    bic = "UNITPROBEXXX"
+    up = {"now": False}
+    calls: list[str] = []
+
+    def bank(req: httpx.Request) -> httpx.Response:
+        calls.append(f"{req.method} {req.url.path}?{req.url.query.decode()}")
+        return httpx.Response(200, json={"messages": [], "next": 0}) if up["now"] else httpx.Response(503)
+
+    client = HttpBankClient(
+        GatewaySettings(attempts_inline=1, breaker_failures=1, breaker_reset_s=0.2), [],
+        transport=httpx.MockTransport(bank))
+    try:
+        with pytest.raises(BankUnavailableError):
+            client.send(bic, b"<x/>")  # opens
+        assert not client.allows(bic)
+        client.probe_idle()  # before the reset: no call
+        assert len(calls) == 1
+        time.sleep(0.25)
+        client.probe_idle()  # past the reset, bank still down: open again, reset restarts
+        assert value("settlement_breaker_state", bank=bic) == 2 and not client.allows(bic)
+        up["now"] = True
+        time.sleep(0.25)
+        client.probe_idle()
+        assert value("settlement_breaker_state", bank=bic) == 0 and client.allows(bic)
+        client.probe_idle()  # closed: nothing to probe
+    finally:
+        client.close()
+    assert calls[1:] == [f"GET /banks/{bic}/messages?after=0&limit=1"] * 2
+    assert value("settlement_bank_call_errors_total", bank=bic, call="probe", kind="http_5xx") == 1
