@@ -36,10 +36,14 @@ def register(app: typer.Typer) -> None:
 
 
 @topics_app.command("ensure")
-def topics_ensure(ctx: typer.Context) -> None:
+def topics_ensure(
+    ctx: typer.Context,
+    timeout_s: Annotated[float, typer.Option(
+        "--timeout", min=0.1, help="Seconds to wait for a Kafka broker before exit 2.")] = 30.0,
+) -> None:
     """Create every topic with its configured partitions; safe to re-run."""
     s = state(ctx).settings()
-    reports = run(lambda: ensure_topics(s.kafka, s.topics))
+    reports = run(lambda: ensure_topics(s.kafka, s.topics, timeout_s))
     table = Table("topic", "action", "partitions", "note")
     for r in reports:
         table.add_row(r.name, r.action, str(r.partitions), r.note)

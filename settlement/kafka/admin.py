@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,16 +56,20 @@ def connect_admin(kafka: KafkaSettings, timeout_s: float = 30) -> tuple[AdminCli
 
     config: dict[str, Any] = {**kafka.client_config(), "error_cb": on_error}
     admin = AdminClient(config)
-    try:
-        return admin, admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        admin.poll(0)  # serves error_cb: was it the credentials?
-        if auth:
-            raise FatalError(
-                f"Kafka at {kafka.bootstrap_servers} refused the credentials of "
-                f"{kafka.sasl_username!r} ({kafka.security_protocol} {kafka.sasl_mechanism}): "
-                f"{auth[-1]}; check kafka.sasl_username / kafka.sasl_password") from exc
-        raise RetryableError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while True:  # in slices of a second: refused credentials fail at once, not after timeout_s
+        try:
+            return admin, admin.list_topics(timeout=min(1.0, max(deadline - time.monotonic(), 0.1)))
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: was it the credentials?
+            if auth:
+                raise FatalError(
+                    f"Kafka at {kafka.bootstrap_servers} refused the credentials of "
+                    f"{kafka.sasl_username!r} ({kafka.security_protocol} {kafka.sasl_mechanism}): "
+                    f"{auth[-1]}; check kafka.sasl_username / kafka.sasl_password") from exc
+            if time.monotonic() >= deadline:
+                raise RetryableError(f"cannot reach Kafka at {kafka.bootstrap_servers} within "
+                                     f"{timeout_s:g} s: {exc}") from exc
 
 
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30) -> list[TopicReport]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from tests.conftest import Namespace
 
@@ -27,7 +28,11 @@ def test_db_migrate_twice_is_a_no_op_and_records_versions(ns: Namespace) -> None
 
 def test_unreachable_kafka_is_a_clear_error_with_exit_2(ns: Namespace) -> None:
     env = dict(ns.env, SETTLEMENT_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1")
-    r = subprocess.run([sys.executable, "-m", "settlement", "topics", "ensure"], env=env,
-                       capture_output=True, text=True, timeout=120)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "settlement", "topics", "ensure", "--timeout", "4"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    waited_s = time.monotonic() - t0
     assert r.returncode == 2
-    assert "cannot reach Kafka" in r.stderr and "Traceback" not in r.stderr
+    text = " ".join(r.stderr.split())
+    assert "cannot reach Kafka at 127.0.0.1:1 within 4 s" in text and "Traceback" not in text
+    assert 4 <= waited_s < 30, f"waited {waited_s:.1f} s for a 4 s --timeout"
