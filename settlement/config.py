@@ -100,8 +100,10 @@ class CassandraSettings(BaseModel):
     # Big idempotent writes (a sealed batch's payouts) go as unlogged batches of rows that
     # share replicas. 32 payout rows are ~8 KiB, far under batch_size_fail_threshold
     # (50 KiB); Cassandra logs its rate-limited batch-size warning (docs/architecture.md).
+    # At most 64: 128 rows were refused as "Batch too large" at the seal (measured), which
+    # stops the batcher there; a limit here fails at start-up, with the setting's name.
     write_batch_rows: int = Field(
-        default=32, ge=1, le=500,
+        default=32, ge=1, le=64,
         description="Rows per unlogged batch for big idempotent writes (1: one request per row).")
 
 
