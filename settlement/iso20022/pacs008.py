@@ -14,6 +14,7 @@ replaced by a space and is cut to 140 characters; the models already cap both at
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -113,6 +114,42 @@ def _transaction(parent: Element, tx: PayoutTx, debtor: Party, charge_bearer: st
         _sub(_sub(el, "RmtInf"), "Ustrd", remittance)
 
 
+class _TxStamp:
+    """One CdtTrfTxInf built by `_transaction`, copied (in C) per transaction of the batch.
+
+    Only the per-transaction texts are set on each copy, by child index; the debtor,
+    the charge bearer and the element structure come with the copy. About 3 x faster
+    than building every element from Python, and the same bytes (a unit test compares).
+    There is one stamp per shape: creditor IBAN or other id, with or without remittance.
+    """
+
+    def __init__(self, debtor: Party, charge_bearer: str, first: PayoutTx, remittance: bool) -> None:
+        holder = etree.Element(_q("Holder"), nsmap={None: NS})
+        _transaction(holder, first, debtor, charge_bearer)  # the first of its shape; texts are replaced
+        self._el = holder[0]
+        self._iban = first.creditor.account_scheme == "IBAN"
+        self._remittance = remittance
+
+    def stamp(self, parent: Element, tx: PayoutTx, remittance: str) -> None:
+        el = copy.deepcopy(self._el)
+        pmt_id = el[0]
+        pmt_id[0].text = _ident(tx.instr_id, "InstrId")
+        pmt_id[1].text = _ident(tx.end_to_end_id, "EndToEndId")
+        pmt_id[2].text = tx.uetr
+        el[1].text = _amount(tx.amount_minor, tx.currency)
+        el[1].set("Ccy", tx.currency)
+        el[6][0][0].text = tx.creditor.bic  # CdtrAgt/FinInstnId/BICFI
+        el[7][0].text = _free_text(tx.creditor.name)  # Cdtr/Nm
+        account = _ident(tx.creditor.account_id, "CdtrAcct id", limit=34)
+        if self._iban:
+            el[8][0][0].text = account  # CdtrAcct/Id/IBAN
+        else:
+            el[8][0][0][0].text = account  # CdtrAcct/Id/Othr/Id
+        if self._remittance:
+            el[9][0].text = remittance  # RmtInf/Ustrd
+        parent.append(el)
+
+
 def _check(batch: SealedBatch, charge_bearer: str, settlement_method: str) -> None:
     if charge_bearer not in CHARGE_BEARERS:
         raise MessageBuildError(f"unknown charge bearer {charge_bearer!r}")
@@ -156,8 +193,13 @@ def render_pacs008(
     _sub(hdr, "TtlIntrBkSttlmAmt", total, Ccy=batch.currency)
     _sub(hdr, "IntrBkSttlmDt", batch.settlement_date.isoformat())
     _sub(_sub(hdr, "SttlmInf"), "SttlmMtd", settlement_method)
+    stamps: dict[tuple[bool, bool], _TxStamp] = {}
     for tx in batch.transactions:
-        _transaction(msg, tx, debtor, charge_bearer)
+        remittance = _free_text(tx.remittance)
+        shape = (tx.creditor.account_scheme == "IBAN", bool(remittance))
+        if shape not in stamps:
+            stamps[shape] = _TxStamp(debtor, charge_bearer, tx, bool(remittance))
+        stamps[shape].stamp(msg, tx, remittance)
     data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     xsd.validate(data, MESSAGE)
     return data
