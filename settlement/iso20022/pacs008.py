@@ -118,8 +118,9 @@ class _TxStamp:
     """One CdtTrfTxInf built by `_transaction`, copied (in C) per transaction of the batch.
 
     Only the per-transaction texts are set on each copy, by child index; the debtor,
-    the charge bearer and the element structure come with the copy. About 3 x faster
-    than building every element from Python, and the same bytes (a unit test compares).
+    the charge bearer and the element structure come with the copy. Building 10,000
+    transactions takes about half the time (with validation, 614 -> 406 ms), and the
+    bytes are the same (a property test compares with the element-by-element build).
     There is one stamp per shape: creditor IBAN or other id, with or without remittance.
     """
 
