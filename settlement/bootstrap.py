@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
+import structlog
 from cassandra.cluster import Session
 
 from settlement.bank.client import HttpBankClient
 from settlement.config import Settings
 from settlement.domain.batch import Party, SealedBatch
 from settlement.domain.calendar import PayoutWindow
-from settlement.domain.errors import ConfigError
+from settlement.domain.errors import ConfigError, RetryableError
 from settlement.iso20022.pacs008 import render_pacs008
 from settlement.kafka.loop import StageLoop
+from settlement.runtime import startup
 from settlement.runtime.health import CachedCheck, Check, HealthApp, HealthServer
 from settlement.runtime.worker import Worker
 from settlement.service.batcher import BatcherHandler
@@ -29,6 +32,7 @@ from settlement.store.recon import CassandraReconStore
 from settlement.store.session import connect, live_hosts
 
 ROLES = ("ledger", "batcher", "gateway", "inbound")
+log = structlog.get_logger(__name__)
 
 
 def group_id(settings: Settings, role: str) -> str:
@@ -75,6 +79,25 @@ def cassandra(settings: Settings) -> Session:
     return connect(settings.cassandra, keyspace=settings.cassandra.keyspace)
 
 
+def _worker_session(settings: Settings, role: str) -> Session:
+    """Cassandra for a starting worker: an unreachable node (restarting, or a rollout of
+    both) is retried with backoff for `cassandra.startup_wait_s` instead of exit 2 at
+    once; refused credentials or a missing keyspace still fail at once (FatalError), and
+    a SIGTERM while waiting stops the worker cleanly (StoppedWhileStarting)."""
+    deadline = time.monotonic() + settings.cassandra.startup_wait_s
+    delay, attempt = 0.5, 1
+    while True:
+        try:
+            return cassandra(settings)
+        except RetryableError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("worker.waiting_for_cassandra", role=role, attempt=attempt,
+                        retry_in_s=delay, error=str(exc)[:300])
+        startup.wait_unless_stopped(delay)
+        delay, attempt = min(delay * 2, 8.0), attempt + 1
+
+
 def recon_store(settings: Settings, session: Session) -> CassandraReconStore:
     return CassandraReconStore(session, settings.cassandra.concurrency)
 
@@ -109,7 +132,7 @@ def build_worker(settings: Settings, role: str) -> Worker:
         return _inbound(settings)
     if role != "ledger":
         raise ConfigError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    session = cassandra(settings)
+    session = _worker_session(settings, role)
     handler = LedgerHandler(
         CassandraLedgerStore(session, settings.cassandra.concurrency),
         merchant_registry(settings, session),
@@ -131,7 +154,7 @@ def build_worker(settings: Settings, role: str) -> Worker:
 
 def _batcher(settings: Settings) -> Worker:
     calendars = _Calendars(settings)  # a bad [[banks]] entry fails before anything connects
-    session = cassandra(settings)
+    session = _worker_session(settings, "batcher")
     worker_id = f"batcher-{settings.worker.instance_id}"
     handler = BatcherHandler(
         CassandraBatchStore(session, settings.cassandra.concurrency,
@@ -157,7 +180,7 @@ def _batcher(settings: Settings) -> Worker:
 
 
 def _gateway(settings: Settings) -> Worker:
-    session = cassandra(settings)
+    session = _worker_session(settings, "gateway")
     handler = GatewayHandler(
         CassandraDeliveryStore(session),
         HttpBankClient(settings.gateway, settings.banks),
@@ -175,7 +198,7 @@ def _gateway(settings: Settings) -> Worker:
 
 
 def _inbound(settings: Settings) -> Worker:
-    session = cassandra(settings)
+    session = _worker_session(settings, "inbound")
     handler = InboundHandler(CassandraInboundStore(session), settings.topics,
                              f"inbound-{settings.worker.instance_id}")
     loop = StageLoop(

@@ -94,6 +94,9 @@ class CassandraSettings(BaseModel):
     reconnect_max_delay_s: float = Field(
         default=5.0, gt=0, le=600,
         description="Longest wait between reconnection attempts to a node that is down.")
+    startup_wait_s: float = Field(
+        default=120.0, ge=0,
+        description="How long a starting worker retries an unreachable Cassandra before exit 2.")
     # In-flight async statements per worker; bounds memory and Cassandra's queue.
     concurrency: int = Field(
         default=128, ge=1, le=2048, description="In-flight async statements per worker.")

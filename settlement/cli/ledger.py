@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Annotated, Any
 
+import structlog
 import typer
 from confluent_kafka import Producer
 from rich.table import Table
@@ -14,6 +15,7 @@ from settlement.cli.context import console, fail, run, state
 from settlement.config import Settings
 from settlement.domain.money import format_minor
 from settlement.kafka.reader import headers_dict, read_all
+from settlement.runtime import startup
 
 ledger_app = typer.Typer(help="The ledger: what was recorded.", no_args_is_help=True)
 parked_app = typer.Typer(help="Payments held back with a reason.", no_args_is_help=True)
@@ -53,7 +55,17 @@ def worker(
     if health_port is not None:
         overrides["health_port"] = health_port
     settings = state(ctx).settings(worker=overrides) if overrides else state(ctx).settings()
-    run(lambda: bootstrap.build_worker(settings, role).run())
+
+    def _go() -> None:
+        try:
+            built = bootstrap.build_worker(settings, role)
+        except startup.StoppedWhileStarting as stop:  # nothing consumed yet: a clean stop
+            structlog.get_logger(__name__).info("worker.stopped_while_starting", role=role,
+                                                signal=str(stop))
+            return
+        built.run()
+
+    run(_go)
 
 
 @ledger_app.command("summary")

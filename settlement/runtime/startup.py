@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StoppedWhileStarting(Exception):
+    """A stop signal came while the worker waited for a dependency: nothing to drain."""
+
 _held: list[int] = []
 
 
@@ -34,6 +40,17 @@ def hold() -> None:
 def held() -> int | None:
     """The first stop signal noted while held, if any."""
     return _held[0] if _held else None
+
+
+def wait_unless_stopped(seconds: float) -> None:
+    """Sleep, but raise StoppedWhileStarting as soon as a stop signal is held."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if _held:
+            raise StoppedWhileStarting(signal.Signals(_held[0]).name)
+        time.sleep(min(left, 0.2))
+    if _held:
+        raise StoppedWhileStarting(signal.Signals(_held[0]).name)
 
 
 def release() -> None:

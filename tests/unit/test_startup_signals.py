@@ -6,6 +6,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+from settlement import bootstrap
+from settlement.config import Settings
+from settlement.domain.errors import FatalError, RetryableError
+from settlement.runtime import startup
+
 HELD_THEN_RELEASED = """
 import os, signal, sys, time
 from settlement.runtime import startup
@@ -52,3 +59,51 @@ print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, flush=True)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "True", out.stdout + out.stderr
+
+
+def _settings(wait_s: float) -> Settings:
+    return Settings(cassandra={"startup_wait_s": wait_s})  # type: ignore[arg-type]
+
+
+def test_a_worker_retries_an_unreachable_cassandra_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes: list[object] = [RetryableError("down"), RetryableError("down"), "session"]
+    waits: list[float] = []
+
+    def connect(_s: Settings) -> object:
+        out = outcomes.pop(0)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    monkeypatch.setattr(bootstrap, "cassandra", connect)
+    monkeypatch.setattr(startup, "wait_unless_stopped", waits.append)
+    assert bootstrap._worker_session(_settings(60), "ledger") == "session"
+    assert waits == [0.5, 1.0]
+
+
+def test_refused_credentials_and_an_exhausted_wait_fail_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(startup, "wait_unless_stopped", waits.append)
+
+    def fatal(_s: Settings) -> object:
+        raise FatalError("refused the credentials")
+
+    monkeypatch.setattr(bootstrap, "cassandra", fatal)
+    with pytest.raises(FatalError):
+        bootstrap._worker_session(_settings(60), "ledger")
+
+    def down(_s: Settings) -> object:
+        raise RetryableError("down")
+
+    monkeypatch.setattr(bootstrap, "cassandra", down)
+    with pytest.raises(RetryableError):
+        bootstrap._worker_session(_settings(0), "ledger")
+    assert waits == []
+
+
+def test_waiting_stops_as_soon_as_a_stop_signal_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(startup, "_held", [signal.SIGTERM])
+    with pytest.raises(startup.StoppedWhileStarting, match="SIGTERM"):
+        startup.wait_unless_stopped(30)
+    monkeypatch.setattr(startup, "_held", [])
+    startup.wait_unless_stopped(0.01)
