@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import structlog
 from cassandra.cluster import Session
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from settlement.bank.client import HttpBankClient
 from settlement.config import Settings
@@ -84,18 +90,17 @@ def _worker_session(settings: Settings, role: str) -> Session:
     both) is retried with backoff for `cassandra.startup_wait_s` instead of exit 2 at
     once; refused credentials or a missing keyspace still fail at once (FatalError), and
     a SIGTERM while waiting stops the worker cleanly (StoppedWhileStarting)."""
-    deadline = time.monotonic() + settings.cassandra.startup_wait_s
-    delay, attempt = 0.5, 1
-    while True:
-        try:
-            return cassandra(settings)
-        except RetryableError as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("worker.waiting_for_cassandra", role=role, attempt=attempt,
-                        retry_in_s=delay, error=str(exc)[:300])
-        startup.wait_unless_stopped(delay)
-        delay, attempt = min(delay * 2, 8.0), attempt + 1
+    def waiting(state: RetryCallState) -> None:
+        log.warning("worker.waiting_for_cassandra", role=role, attempt=state.attempt_number,
+                    retry_in_s=state.next_action.sleep if state.next_action else None,
+                    error=str(state.outcome.exception() if state.outcome else "")[:300])
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(RetryableError),
+        wait=wait_exponential(multiplier=0.5, max=8.0),  # 0.5, 1, 2, 4, 8, 8 ... s
+        stop=stop_before_delay(settings.cassandra.startup_wait_s),  # no sleep past the deadline
+        sleep=startup.wait_unless_stopped, before_sleep=waiting, reraise=True)
+    return retrying(cassandra, settings)
 
 
 def recon_store(settings: Settings, session: Session) -> CassandraReconStore:

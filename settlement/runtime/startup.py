@@ -45,12 +45,11 @@ def held() -> int | None:
 def wait_unless_stopped(seconds: float) -> None:
     """Sleep, but raise StoppedWhileStarting as soon as a stop signal is held."""
     end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        if _held:
-            raise StoppedWhileStarting(signal.Signals(_held[0]).name)
+    while not _held:
+        if (left := end - time.monotonic()) <= 0:
+            return
         time.sleep(min(left, 0.2))
-    if _held:
-        raise StoppedWhileStarting(signal.Signals(_held[0]).name)
+    raise StoppedWhileStarting(signal.Signals(_held[0]).name)
 
 
 def release() -> None:
