@@ -138,7 +138,7 @@ class LedgerSettings(BaseModel):
     max_event_bytes: int = Field(
         default=1024 * 1024, ge=256, description="Larger events are dead-lettered as oversized.")
     merchant_cache_ttl_s: float = Field(
-        default=5.0, ge=0, description="How long the ledger caches the merchant registry.")
+        default=5.0, ge=0, description="How long the ledger and the batcher cache the merchant registry.")
     park_release_interval_s: float = Field(
         default=5.0, gt=0, description="How often parked payments are checked for release.")
 

@@ -138,6 +138,9 @@ class LedgerStore(Protocol):
 class MerchantDirectory(Protocol):
     def lookup(self, merchant_id: str, currency: str) -> MerchantAccount | None: ...
 
+    def warm(self) -> None:
+        """Load what the next lookups need, if it is stale (a seal looks up every merchant)."""
+
 
 class ItemSink(Protocol):
     """Turns an item into the record for the next stage (topic and serialization)."""

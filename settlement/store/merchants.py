@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ def _account(r: Any) -> MerchantAccount:  # a driver row (cassandra is untyped)
 
 
 class CassandraMerchantRegistry:
-    """Reads and writes accounts; `lookup` serves the ledger from a TTL cache."""
+    """Reads and writes accounts; `lookup` serves the ledger and the batcher from a TTL cache."""
 
     _COLS = "merchant_id, currency, creditor_name, account_id, account_scheme, bank_bic, payout_mode"
 
@@ -35,6 +36,7 @@ class CassandraMerchantRegistry:
         self._ttl = cache_ttl_s
         self._cache: dict[tuple[str, str], MerchantAccount] = {}
         self._loaded_at = float("-inf")
+        self._reload = threading.Lock()
         self._upsert = session.prepare(
             f"INSERT INTO merchant_accounts ({self._COLS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
@@ -64,11 +66,20 @@ class CassandraMerchantRegistry:
         except Exception as exc:
             raise wrap_error(exc, "list merchant accounts") from exc
 
+    def warm(self) -> None:
+        """Reload the cache now if it is stale, so that the lookups which follow hit it.
+
+        Thread-safe: the batcher warms on a helper thread ahead of a seal; a second caller
+        waits for a reload under way and finds the cache fresh.
+        """
+        with self._reload:
+            now = time.monotonic()
+            if now - self._loaded_at > self._ttl:
+                self._cache = {(a.merchant_id, a.currency): a for a in self.all()}
+                self._loaded_at = now
+
     def lookup(self, merchant_id: str, currency: str) -> MerchantAccount | None:
-        now = time.monotonic()
-        if now - self._loaded_at > self._ttl:
-            self._cache = {(a.merchant_id, a.currency): a for a in self.all()}
-            self._loaded_at = now
+        self.warm()
         found = self._cache.get((merchant_id, currency))
         if found is None:
             # A brand-new merchant must not wait a whole TTL: read through once.

@@ -50,6 +50,9 @@ class FakeMerchants:
     def lookup(self, merchant_id: str, currency: str) -> MerchantAccount | None:
         return self.accounts.get((merchant_id, currency))
 
+    def warm(self) -> None:
+        self.warmed = getattr(self, "warmed", 0) + 1
+
 
 class FakeReconStore:
     """Reconciliation's store with nothing expected and nothing received: for statement files."""
