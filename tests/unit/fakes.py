@@ -46,12 +46,13 @@ class FakeLedgerStore:
 class FakeMerchants:
     def __init__(self, accounts: list[MerchantAccount] | None = None) -> None:
         self.accounts = {(a.merchant_id, a.currency): a for a in accounts or []}
+        self.warmed = 0  # how often warm() was called
 
     def lookup(self, merchant_id: str, currency: str) -> MerchantAccount | None:
         return self.accounts.get((merchant_id, currency))
 
     def warm(self) -> None:
-        self.warmed = getattr(self, "warmed", 0) + 1
+        self.warmed += 1
 
 
 class FakeReconStore:

@@ -320,7 +320,7 @@ def test_merchant_accounts_load_ahead_of_a_seal_and_not_long_before(env) -> None
     clock.now = due - timedelta(seconds=2)  # more than one check interval + the lead away
     assert h.tick([(TOPICS.items, 0)]).outputs == []
     h.close()  # joins the helper threads, so a load submitted by the tick has run
-    assert getattr(merchants, "warmed", 0) == 0
+    assert merchants.warmed == 0
     h = BatcherHandler(store, merchants, _Cal(), TOPICS,
                        BatcherSettings(seal_grace_s=5, seal_check_interval_s=1), ProcessorSettings(),
                        _render, "b", clock=clock)
