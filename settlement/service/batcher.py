@@ -378,10 +378,11 @@ class BatcherHandler:
         """The batch's pacs.008: stored at first seal, re-sent byte for byte afterwards.
 
         The merchant accounts load (if the tick's prewarm has not) while the rows are read,
-        and the payout rows are written while the message renders. The expected bookings
-        and the message follow once both succeeded; the stored message makes the seal final
-        (a replay re-sends it and writes nothing again), so no bank answer can be ahead of
-        its payout and an expected booking never names a message that failed.
+        and the payout rows are written while the transactions are built and the message
+        renders. The expected bookings and the message follow once both succeeded; the
+        stored message makes the seal final (a replay re-sends it and writes nothing
+        again), so no bank answer can be ahead of its payout and an expected booking never
+        names a message that failed.
         """
         stored = self._store.message(head.batch_id)
         if stored is not None:
