@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from cassandra.cluster import Session
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from settlement.bench_kit import cassandra_facts
 from settlement.config import Settings, load_settings
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
@@ -43,6 +44,7 @@ class BatcherResult:
     cutoff_to_pacs008_s: float
     nb_of_txs: int
     xml_bytes: int
+    cassandra: dict[str, str] = field(default_factory=dict)  # bench_kit.cassandra_facts
 
 
 def _env(prefix: str, grace_s: float) -> dict[str, str]:
@@ -106,6 +108,7 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
     ensure_topics(s.kafka, s.topics)
     session = connect(s.cassandra)
     try:
+        facts = cassandra_facts(session)
         migrate(session, s.cassandra)
         cutoff = next_cutoff(lead_s)
         accounts = [MerchantAccount(
@@ -135,7 +138,7 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
             fleet.stop()
         summary = parse_pacs008_summary(xml)
         return BatcherResult(payouts, round(placement, 2), round(payouts / placement, 1),
-                             round(lag, 3), summary.nb_of_txs, len(xml))
+                             round(lag, 3), summary.nb_of_txs, len(xml), facts)
     finally:
         drop_namespace(s, session)
         session.cluster.shutdown()

@@ -21,7 +21,9 @@ from typing import Any
 import confluent_kafka
 
 from settlement import bench, loadgen
+from settlement.bench_kit import cassandra_facts, describe_cassandra
 from settlement.config import Settings
+from settlement.store.session import connect
 
 SCENARIOS = ("ceiling", "ledger", "latency", "batcher", "e2e", "reconcile", "memory")
 
@@ -74,9 +76,23 @@ def _meta(sizes: Sizes) -> dict[str, Any]:
             "librdkafka": confluent_kafka.libversion()[0], "sizes": asdict(sizes)}
 
 
+def _cassandra(base: Settings) -> dict[str, str]:
+    """The node's version and commit log settings (a stack that is down: all unknown)."""
+    try:
+        session = connect(base.cassandra)
+    except Exception:  # the scenarios say what is wrong with the stack
+        return cassandra_facts(None)
+    try:
+        return cassandra_facts(session)
+    finally:
+        session.cluster.shutdown()
+
+
 def run_suite(r: SuiteRun) -> dict[str, Any]:
     """Run the chosen scenarios in order; the results as one JSON-able dict."""
     suite: dict[str, Any] = {"meta": _meta(r.sizes), "errors": {}, "seconds": {}}
+    suite["meta"]["cassandra"] = _cassandra(r.base)
+    r.say(describe_cassandra(suite["meta"]["cassandra"]))
     steps: dict[str, Callable[[SuiteRun, dict[str, Any]], Any]] = {
         "ceiling": _ceiling, "ledger": _ledger, "latency": _latency, "batcher": _batcher,
         "e2e": _e2e, "reconcile": _reconcile, "memory": _memory}

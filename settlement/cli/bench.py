@@ -90,6 +90,7 @@ def bench_batcher(
     from dataclasses import asdict
 
     from settlement.bench_batcher import run_batcher_bench
+    from settlement.bench_kit import describe_cassandra
 
     s = state(ctx).settings()
     run(lambda: ensure_stack(s))
@@ -102,6 +103,7 @@ def bench_batcher(
     table.add_row(f"{r.payouts:,}", f"{r.placement_s}", f"{r.payments_per_s:,.0f}",
                   f"{r.cutoff_to_pacs008_s:.3f}", f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
     console.print(table)
+    console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **asdict(r)}, indent=2))
     console.print(f"wrote {out}")

@@ -30,6 +30,11 @@ def register(bench_app: typer.Typer) -> None:
         bench_app.command(name)(fn)
 
 
+def _commitlog(meta: dict[str, Any]) -> str:
+    """The suite's Cassandra commit log mode, for a title (older reports: unknown)."""
+    return f"Cassandra commitlog_sync {meta.get('cassandra', {}).get('commitlog_sync', 'unknown')}"
+
+
 def render(rows: Sequence[Row], title: str, errors: dict[str, str] | None = None) -> None:
     """The summary table, then each row's notes (server CPU, seal times ...) below it."""
     table = Table(Column("scenario", no_wrap=True), "throughput", "p50 ms", "p99 ms", "CPU cores",
@@ -118,7 +123,7 @@ def bench_all(
     meta = suite["meta"]
     render(summarize(suite), f"settlement bench all{' --quick' if quick else ''}, "
            f"{meta['when']}, {meta['cpus']} cores, load {meta['load_before']} -> "
-           f"{meta['load_after']}", suite["errors"])
+           f"{meta['load_after']}, {_commitlog(meta)}", suite["errors"])
     _write(out_dir / "bench.json", suite)
     _draw(suite, out_dir)
     if suite["errors"]:
@@ -136,8 +141,8 @@ def bench_report(
     """
     suite = json.loads(path.read_text())
     meta = suite.get("meta", {})
-    render(summarize(suite), f"{path}: {meta.get('when', '?')}, load {meta.get('load_before', '?')}",
-           suite.get("errors"))
+    render(summarize(suite), f"{path}: {meta.get('when', '?')}, load {meta.get('load_before', '?')}"
+           f", {_commitlog(meta)}", suite.get("errors"))
     if plots:
         _draw(suite, path.parent)
 
