@@ -70,8 +70,11 @@ class CassandraMerchantRegistry:
         """Reload the cache now if it is stale, so that the lookups which follow hit it.
 
         Thread-safe: the batcher warms on a helper thread ahead of a seal; a second caller
-        waits for a reload under way and finds the cache fresh.
+        waits for a reload under way and finds the cache fresh. A fresh cache (every
+        lookup of the ledger's but one per TTL) takes no lock.
         """
+        if time.monotonic() - self._loaded_at <= self._ttl:
+            return
         with self._reload:
             now = time.monotonic()
             if now - self._loaded_at > self._ttl:
