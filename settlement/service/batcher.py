@@ -312,14 +312,16 @@ class BatcherHandler:
                          cutoff_at=head.cutoff_at.isoformat())
         return result
 
-    def _prewarm(self) -> None:
+    def _prewarm(self) -> Future[None]:
         """Load the merchant accounts before a seal looks them all up (10,000 take ~0.3 s).
 
-        On the seal's I/O thread, one load at a time. Its error is not looked at: the seal
-        loads again if the accounts are still stale, and fails there.
+        On the seal's I/O thread, one load at a time: a load under way is returned, not
+        started again. The tick does not look at its error; the seal waits for it (or a
+        new load, if the accounts went stale since) and fails there.
         """
         if self._warming is None or self._warming.done():
             self._warming = self._io.submit(self._merchants.warm)
+        return self._warming
 
     def _seal(self, rec: InboundRecord, result: HandlerResult) -> None:
         try:
@@ -388,7 +390,7 @@ class BatcherHandler:
         if stored is not None:
             return stored
         t0 = time.monotonic()
-        warming = self._io.submit(self._merchants.warm)
+        warming = self._prewarm()
         try:
             rows = self._store.rows(head.batch_id)
         finally:
