@@ -61,8 +61,9 @@ def _render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
     return render_pacs008(batch, debtor, charge_bearer=cb, settlement_method=sm)
 
 
-def make(store: FakeBatchStore, clock: Clock) -> BatcherHandler:
-    h = BatcherHandler(store, FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
+def make(store: FakeBatchStore, clock: Clock,
+         merchants: FakeMerchants | None = None) -> BatcherHandler:
+    h = BatcherHandler(store, merchants or FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
                        BatcherSettings(seal_grace_s=5), ProcessorSettings(), _render, "b-test",
                        clock=clock)
     h.assigned([(TOPICS.items, 0)])
@@ -311,20 +312,14 @@ def test_a_batch_created_by_an_attempt_whose_rows_failed_is_still_sealed(env) ->
 def test_merchant_accounts_load_ahead_of_a_seal_and_not_long_before(env) -> None:
     store, clock, log = env
     merchants = FakeMerchants(ACCOUNTS)
-    h = BatcherHandler(store, merchants, _Cal(), TOPICS,
-                       BatcherSettings(seal_grace_s=5, seal_check_interval_s=1), ProcessorSettings(),
-                       _render, "b", clock=clock)
-    h.assigned([(TOPICS.items, 0)])
+    h = make(store, clock, merchants)  # checks for seals every 1 s (the default)
     h.handle([log.rec(item("p1"))])
     due = T0 + timedelta(hours=1, seconds=5)  # cutoff 10:00 + grace
     clock.now = due - timedelta(seconds=2)  # more than one check interval + the lead away
     assert h.tick([(TOPICS.items, 0)]).outputs == []
     h.close()  # joins the helper threads, so a load submitted by the tick has run
     assert merchants.warmed == 0
-    h = BatcherHandler(store, merchants, _Cal(), TOPICS,
-                       BatcherSettings(seal_grace_s=5, seal_check_interval_s=1), ProcessorSettings(),
-                       _render, "b", clock=clock)
-    h.assigned([(TOPICS.items, 0)])
+    h = make(store, clock, merchants)
     h.handle([log.rec(item("p1"))])
     clock.now = due - timedelta(seconds=1)  # the next tick may be after the seal is due
     assert h.tick([(TOPICS.items, 0)]).outputs == []  # not sealed yet, but loaded
