@@ -3,7 +3,7 @@
 - ledger throughput against commit interval, and against worker processes,
   exactly-once and at-least-once, with the Cassandra LWT ceiling for scale;
 - p50/p99 latency (produced -> visible read_committed) against commit interval,
-  with the target line (commit interval + 250 ms);
+  and p99 against worker processes, with the target (commit interval + 250 ms);
 - a worker's RSS over time under the backlog, with the 200 MB target.
 """
 
@@ -106,13 +106,19 @@ def latency_vs_interval(suite: Mapping[str, Any], path: Path, meta: str = "") ->
     load = f"{lo:,.0f}" if lo == hi else f"{lo:,.0f}-{hi:,.0f}"
     fig, ax = _figure(f"Ledger latency, produced -> readable read_committed ({load} events/s)")
     intervals = sorted({r["commit_interval_ms"] for r in lat})
+    counts = sorted({r["workers"] for r in lat})
     for mode, label, color in _MODES:
-        rows = sorted((r for r in lat if r["mode"] == mode), key=lambda r: r["commit_interval_ms"])
-        if rows:
+        for i, w in enumerate(counts):
+            rows = sorted((r for r in lat if r["mode"] == mode and r["workers"] == w),
+                          key=lambda r: r["commit_interval_ms"])
+            if not rows:
+                continue
+            who = f"{label}, {w} worker{'' if w == 1 else 's'}" if len(counts) > 1 else label
             xs = [r["commit_interval_ms"] for r in rows]
-            ax.plot(xs, [r["p99_ms"] for r in rows], marker="o", color=color, label=f"{label} p99")
-            ax.plot(xs, [r["p50_ms"] for r in rows], marker="s", color=color, linestyle="--",
-                    alpha=0.7, label=f"{label} p50")
+            ax.plot(xs, [r["p99_ms"] for r in rows], marker="o", color=color,
+                    linestyle=_STYLES[(2 * i) % len(_STYLES)], label=f"{who} p99")
+            ax.plot(xs, [r["p50_ms"] for r in rows], marker="s", color=color,
+                    linestyle=_STYLES[(2 * i + 1) % len(_STYLES)], alpha=0.6, label=f"{who} p50")
     ax.plot(intervals, [ci + LATENCY_SLACK_MS for ci in intervals], color="red", linestyle=":", marker="x",
             label=f"target: p99 <= interval + {LATENCY_SLACK_MS} ms")
     ax.set_xscale("log")
@@ -122,6 +128,37 @@ def latency_vs_interval(suite: Mapping[str, Any], path: Path, meta: str = "") ->
     ax.set_ylabel("latency (ms)")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path, meta)
+
+
+def latency_vs_workers(suite: Mapping[str, Any], path: Path, meta: str = "") -> Path | None:
+    lat: Sequence[Mapping[str, Any]] = suite.get("latency") or []
+    if not lat:
+        return None
+    fig, ax = _figure("Ledger p99 latency vs worker processes (each at half its maximum)")
+    counts = sorted({r["workers"] for r in lat})
+    for i, ci in enumerate(sorted({r["commit_interval_ms"] for r in lat})):
+        style = _STYLES[i % len(_STYLES)]
+        for mode, label, color in _MODES:
+            rows = sorted((r for r in lat if r["mode"] == mode and r["commit_interval_ms"] == ci),
+                          key=lambda r: r["workers"])
+            if rows:
+                ax.plot([r["workers"] for r in rows], [r["p99_ms"] for r in rows], marker="o",
+                        color=color, linestyle=style, label=f"{label} p99, commit {ci} ms")
+                for r in rows:
+                    ax.annotate(f"{r['rate_per_s']:,.0f}/s", (r["workers"], r["p99_ms"]),
+                                textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        ax.axhline(ci + LATENCY_SLACK_MS, color="red", linestyle=style, linewidth=1,
+                   label=f"target, commit {ci} ms: p99 <= {ci + LATENCY_SLACK_MS} ms")
+    ax.set_xticks(counts)
+    if len(counts) == 1:
+        ax.set_xlim(counts[0] - 1, counts[0] + 1)
+    ax.set_xlabel("ledger worker processes")
+    ax.set_ylabel("p99 latency (ms)")
+    top = max(max(r["p99_ms"] for r in lat),
+              max(r["commit_interval_ms"] for r in lat) + LATENCY_SLACK_MS)
+    ax.set_ylim(0, top * 1.35)  # room for the legend above the points
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
     return _save(fig, path, meta)
 
 
@@ -155,6 +192,7 @@ def draw(suite: Mapping[str, Any], out_dir: Path) -> list[Path]:
         throughput_vs_interval(suite, out_dir / "throughput_vs_commit_interval.png", meta),
         throughput_vs_workers(suite, out_dir / "throughput_vs_workers.png", meta),
         latency_vs_interval(suite, out_dir / "latency_vs_commit_interval.png", meta),
+        latency_vs_workers(suite, out_dir / "latency_vs_workers.png", meta),
         memory_over_time(suite, out_dir / "memory_under_backlog.png", meta),
     ]
     return [p for p in made if p is not None]

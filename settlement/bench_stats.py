@@ -171,9 +171,11 @@ def _latency_rows(results: Sequence[Mapping[str, Any]]) -> list[Row]:
         eos = r["mode"] == "exactly-once"
         limit = r["commit_interval_ms"] + LATENCY_SLACK_MS
         missing = r.get("missing", 0)
+        w = r["workers"]
         rows.append(Row(
-            f"latency {'EOS' if eos else 'ALOS'}, {r['commit_interval_ms']} ms, "
-            f"at {r['rate_per_s']:,.0f}/s", r["achieved_per_s"], "events/s",
+            f"latency {'EOS' if eos else 'ALOS'}, {w} worker{'' if w == 1 else 's'}, "
+            f"{r['commit_interval_ms']} ms, at {r['rate_per_s']:,.0f}/s", r["achieved_per_s"],
+            "events/s",
             p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], cpu_cores=r.get("worker_cpu_cores"),
             peak_rss_mb=r.get("peak_rss_mb"),
             ratio=_ratio(r["p99_ms"], alos.get((r["workers"], r["commit_interval_ms"])))

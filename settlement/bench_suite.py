@@ -133,10 +133,11 @@ def _ledger(r: SuiteRun, _suite: dict[str, Any]) -> list[dict[str, Any]]:
         r.produce, r.say)]
 
 
-def latency_rate(ledger: list[dict[str, Any]], commit_interval_ms: int) -> float | None:
-    """Half the exactly-once maximum of one worker at this commit interval."""
+def latency_rate(ledger: list[dict[str, Any]], commit_interval_ms: int,
+                 workers: int = 1) -> float | None:
+    """Half the exactly-once maximum of `workers` processes at this commit interval."""
     eos = [x["events_per_s"] for x in ledger if x["mode"] == "exactly-once"
-           and x["workers"] == 1 and x["commit_interval_ms"] == commit_interval_ms]
+           and x["workers"] == workers and x["commit_interval_ms"] == commit_interval_ms]
     return round(eos[0] / 2) if eos else None
 
 
@@ -145,15 +146,17 @@ def _latency(r: SuiteRun, suite: dict[str, Any]) -> list[dict[str, Any]]:
 
     z, out = r.sizes, []
     for i, ci in enumerate(z.commit_intervals):
-        rate = r.rate or latency_rate(suite.get("ledger") or [], ci) or 400.0
-        for j, mode in enumerate(("exactly-once", "at-least-once")):
-            res = run_latency(r.base, mode=mode, workers=1, commit_interval_ms=ci, rate=rate,
-                              duration_s=z.latency_s, warmup_s=z.latency_warmup_s,
-                              prefix=f"benchl-{r.tag}-{i}{j}", log_dir=r.log_dir)
-            r.say(f"  {mode}, commit {ci} ms, {rate:,.0f}/s: p50 {res.p50_ms:,.0f} ms, "
-                  f"p99 {res.p99_ms:,.0f} ms, max {res.max_ms:,.0f} ms"
-                  + (f", {res.missing} never seen" if res.missing else ""))
-            out.append(asdict(res))
+        for w in z.workers:
+            rate = r.rate or latency_rate(suite.get("ledger") or [], ci, w) or 400.0
+            for j, mode in enumerate(("exactly-once", "at-least-once")):
+                res = run_latency(r.base, mode=mode, workers=w, commit_interval_ms=ci, rate=rate,
+                                  duration_s=z.latency_s, warmup_s=z.latency_warmup_s,
+                                  prefix=f"benchl-{r.tag}-{i}{w}{j}", log_dir=r.log_dir)
+                r.say(f"  {mode}, {w} worker{'' if w == 1 else 's'}, commit {ci} ms, "
+                      f"{rate:,.0f}/s: p50 {res.p50_ms:,.0f} ms, p99 {res.p99_ms:,.0f} ms, "
+                      f"max {res.max_ms:,.0f} ms"
+                      + (f", {res.missing} never seen" if res.missing else ""))
+                out.append(asdict(res))
     return out
 
 

@@ -72,6 +72,18 @@ def _settings(ctx: typer.Context) -> Settings:
     return s
 
 
+def _counts(text: str, option: str) -> list[int]:
+    """Process counts like "1,2": each 1-8."""
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or max(counts) > 8:
+        raise typer.BadParameter(f"comma-separated counts of 1 to 8, e.g. 1,2 (got {text!r})",
+                                 param_hint=option)
+    return counts
+
+
 def _tag() -> str:
     return datetime.now(UTC).strftime("%H%M%S")
 
@@ -179,12 +191,13 @@ def bench_latency(
     commit_intervals: Annotated[str, typer.Option(help="Commit intervals in ms.")] = "100,1000",
     duration_s: Annotated[float, typer.Option(min=2, help="Measured seconds per run.")] = 25,
     warmup_s: Annotated[float, typer.Option(min=0, help="Seconds left out at the start.")] = 3,
+    workers: Annotated[str, typer.Option(help="Ledger worker process counts.")] = "1,2",
     out: Annotated[Path, typer.Option(help="JSON results.")] = OUT / "latency.json",
 ) -> None:
     """p50/p99/max from a payment produced to its item visible read_committed on
-    settlement.items, at a fixed load, one ledger worker, per commit interval, EOS and ALOS.
+    settlement.items, at a fixed load, per worker count and commit interval, EOS and ALOS.
 
-    Example: settlement bench latency --rate 600 --commit-intervals 100,1000 --duration-s 30
+    Example: settlement bench latency --rate 600 --commit-intervals 100,1000 --workers 1 --duration-s 30
     """
     from dataclasses import asdict
 
@@ -195,26 +208,32 @@ def bench_latency(
 
     s = _settings(ctx)
     tag, intervals = _tag(), [int(x) for x in commit_intervals.split(",") if x.strip()]
+    counts = _counts(workers, "--workers")
     ledger: list[dict[str, Any]] = []
     if not rate:
-        console.print("measuring the maximum first: 6,000-event backlog, one EOS worker")
+        console.print("measuring the maximum first: 20,000-event backlog, exactly-once, "
+                      "per worker count and commit interval")
         ccys = ["EUR", "USD"]
-        records = list(loadgen.generate(6000, merchants_n=200, currencies=ccys, seed=11))
+        records = list(loadgen.generate(20_000, merchants_n=200, currencies=ccys, seed=11))
         for ci in intervals:
-            r = run(lambda ci=ci: bench.run_scenario(  # type: ignore[misc]
-                s, bench.Scenario("exactly-once", 1, ci), records,
-                loadgen.merchants(200, 3, ccys, 11), f"bench-{tag}-max{ci}", OUT / "logs",
-                produce_quietly))
-            ledger.append(asdict(r))
+            for w in counts:
+                r = run(lambda ci=ci, w=w: bench.run_scenario(  # type: ignore[misc]
+                    s, bench.Scenario("exactly-once", w, ci), records,
+                    loadgen.merchants(200, 3, ccys, 11), f"bench-{tag}-max{w}{ci}", OUT / "logs",
+                    produce_quietly))
+                ledger.append(asdict(r))
     results = []
     for i, ci in enumerate(intervals):
-        load = rate or latency_rate(ledger, ci) or 400.0
-        for mode in ("exactly-once", "at-least-once"):
-            console.print(f"{mode}, commit every {ci} ms, {load:,.0f} events/s for {duration_s:.0f} s")
-            res = run(lambda mode=mode, ci=ci, load=load, i=i: run_latency(  # type: ignore[misc]
-                s, mode=mode, workers=1, commit_interval_ms=ci, rate=load, duration_s=duration_s,
-                warmup_s=warmup_s, prefix=f"benchl-{tag}-{i}{mode[0]}", log_dir=OUT / "logs"))
-            results.append(asdict(res))
+        for w in counts:
+            load = rate or latency_rate(ledger, ci, w) or 400.0
+            for mode in ("exactly-once", "at-least-once"):
+                console.print(f"{mode}, {w} worker{'' if w == 1 else 's'}, commit every {ci} ms, "
+                              f"{load:,.0f} events/s for {duration_s:.0f} s")
+                res = run(lambda mode=mode, ci=ci, load=load, i=i, w=w: run_latency(  # type: ignore[misc]
+                    s, mode=mode, workers=w, commit_interval_ms=ci, rate=load,
+                    duration_s=duration_s, warmup_s=warmup_s,
+                    prefix=f"benchl-{tag}-{i}{w}{mode[0]}", log_dir=OUT / "logs"))
+                results.append(asdict(res))
     render(summarize({"latency": results}), "latency, produced -> visible read_committed")
     _write(out, {"when": datetime.now(UTC).isoformat(), "ledger": ledger, "latency": results})
 

@@ -19,7 +19,7 @@ def test_every_plot_is_a_non_empty_png(tmp_path: Path) -> None:
                                   "load_before": [1.5, 1.2, 1.0]}}
     paths = draw(results, tmp_path / "plots")
     assert sorted(p.name for p in paths) == [
-        "latency_vs_commit_interval.png", "memory_under_backlog.png",
+        "latency_vs_commit_interval.png", "latency_vs_workers.png", "memory_under_backlog.png",
         "throughput_vs_commit_interval.png", "throughput_vs_workers.png"]
     for p in paths:
         data = p.read_bytes()
