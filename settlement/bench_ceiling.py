@@ -4,11 +4,14 @@
   every `commit_interval_ms`, plain (flush, then commit offsets, as the
   at-least-once loop does) and transactional (offsets sent to the transaction,
   then commit, as the exactly-once loop does), one process;
-- Cassandra: N ledger rows (the ledger table's 14 columns), issued concurrently
-  as plain INSERTs and as INSERT ... IF NOT EXISTS (one Paxos round each), from
-  `clients` processes at once; and as the ledger writes them: poll-sized slices
-  (500 rows), each one conditional batch per bucket (`store.cas_batch`), each
-  client on buckets of its own as a worker owning its Kafka partitions is.
+- Cassandra: N ledger rows, issued concurrently as plain INSERTs and as INSERT ...
+  IF NOT EXISTS (one Paxos round each) into the per-payment `ledger` table (one
+  partition per payment, as the ledger wrote before its buckets: 128 single-row
+  LWTs in flight on 30 bucket partitions only contend, and time out), from
+  `clients` processes at once; and as the ledger writes them now: poll-sized slices
+  (500 rows) of `ledger_buckets`, each one conditional batch per bucket
+  (`store.cas_batch`), each client on buckets of its own as a worker owning its
+  Kafka partitions is.
 
 Each figure comes with the CPU of the client process(es) and of the co-located
 Kafka and Cassandra servers over the same wall time: on two cores shared by all
@@ -34,10 +37,11 @@ from settlement.store.buckets import ledger_bucket
 from settlement.store.cas_batch import NewRow, batch_submitter, insert_new
 from settlement.store.session import connect
 
-_LEDGER_INSERT = (
-    "INSERT INTO ledger_buckets (bucket, payment_id, event_id, merchant_id, amount_minor, "
-    "fee_minor, currency, captured_at, schema_version, fingerprint, src_topic, src_partition, "
-    "src_offset, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_COLUMNS = ("payment_id, event_id, merchant_id, amount_minor, fee_minor, currency, captured_at, "
+            "schema_version, fingerprint, src_topic, src_partition, src_offset, recorded_at")
+_ROW_INSERT = f"INSERT INTO ledger ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_BUCKET_INSERT = (f"INSERT INTO ledger_buckets (bucket, {_COLUMNS}) "
+                  f"VALUES ({', '.join('?' * 14)}) IF NOT EXISTS")
 POLL_ROWS = 500  # worker.max_batch: the most one ledger poll writes at once
 Mode = Literal["insert", "lwt", "lwt_batch"]
 _WHAT = {"insert": "cassandra_insert", "lwt": "cassandra_lwt", "lwt_batch": "cassandra_lwt_batch"}
@@ -157,23 +161,51 @@ def _write_rows(session: Any, stmt: Any, params: list[tuple[Any, ...]], mode: Mo
 
 def _cassandra_client(settings: CassandraSettings, keyspace: str, start: int, n: int, mode: Mode,
                       client: int, clients: int, concurrency: int, go: Any, out: Any) -> None:
-    """One client process: connect, wait for `go`, write n rows from id `start`, report."""
-    session = connect(settings, keyspace=keyspace)
+    """One client process: connect, wait for `go`, write n rows from id `start`, report
+    ("ready", then "done" with wall and CPU seconds, or "failed" with the error)."""
     try:
-        stmt = session.prepare(_LEDGER_INSERT + ("" if mode == "insert" else " IF NOT EXISTS"))
+        session = connect(settings, keyspace=keyspace)
+    except Exception as exc:
+        out.put(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        if mode == "lwt_batch":
+            stmt = session.prepare(_BUCKET_INSERT)
+        else:
+            stmt = session.prepare(_ROW_INSERT + ("" if mode == "insert" else " IF NOT EXISTS"))
         now = datetime.now(UTC)
+
+        def rows(first: int, count: int) -> list[tuple[Any, ...]]:
+            got = _own_rows(first, count, client, clients, now)
+            return got if mode == "lwt_batch" else [p[1:] for p in got]  # no bucket column
+
         # untimed warm-up on rows of their own: JIT, connections and Paxos state settle first
-        warm = _own_rows(start + 4 * n, min(2000, n // 4), client, clients, now)
-        _write_rows(session, stmt, warm, mode, concurrency)
-        params = _own_rows(start, n, client, clients, now)
+        _write_rows(session, stmt, rows(start + 4 * n, min(2000, n // 4)), mode, concurrency)
+        params = rows(start, n)
         out.put(("ready", 0.0, 0.0))
         go.wait()
         me = psutil.Process()
         cpu0, t0 = sum(me.cpu_times()[:2]), time.time()
         _write_rows(session, stmt, params, mode, concurrency)
         out.put(("done", time.time() - t0, sum(me.cpu_times()[:2]) - cpu0))
+    except Exception as exc:
+        out.put(("failed", f"{type(exc).__name__}: {exc}"))
     finally:
         session.cluster.shutdown()
+
+
+def _reply(out: Any, timeout_s: float, waiting_for: str) -> tuple[Any, ...]:
+    """A client's next message; its error, or its silence, as a RuntimeError that says so."""
+    import queue
+
+    try:
+        msg: tuple[Any, ...] = out.get(timeout=timeout_s)
+    except queue.Empty:
+        raise RuntimeError(f"no Cassandra client reported {waiting_for} within {timeout_s:.0f} s "
+                           "(see the error printed above)") from None
+    if msg[0] == "failed":
+        raise RuntimeError(f"a Cassandra client failed: {msg[1]}")
+    return msg
 
 
 def cassandra_writes(s: Settings, n: int, mode: Mode, clients: int,
@@ -192,11 +224,10 @@ def cassandra_writes(s: Settings, n: int, mode: Mode, clients: int,
         p.start()
     try:
         for _ in procs:
-            if out.get(timeout=120)[0] != "ready":
-                raise RuntimeError("a Cassandra client did not start")
+            _reply(out, 120, "ready")
         meter = Meter(server_procs(s.kafka, s.cassandra.port)).start()
         go.set()
-        results = [out.get(timeout=600) for _ in procs]
+        results = [_reply(out, 600, "done") for _ in procs]
         meter.stop()
     finally:
         for p in procs:
@@ -213,8 +244,8 @@ def cassandra_writes(s: Settings, n: int, mode: Mode, clients: int,
 def run_ceiling(base: Settings, tag: str, kafka_records: int, insert_rows: int, lwt_rows: int,
                 clients: int = 1, commit_interval_ms: int = 100,
                 concurrency: int = 128, batch_rows: int = 0) -> dict[str, dict[str, Any]]:
-    """batch_rows: rows written by conditional batches (0: as many as plain INSERTs)."""
-    """Every ceiling figure, each on fresh topics and keyspace of its own namespace."""
+    """Every ceiling figure, each on fresh topics and keyspace of its own namespace.
+    batch_rows: rows written by conditional batches (0: as many as plain INSERTs)."""
     ns: Namespace = namespace(base, f"benchc-{tag}")
     provision(ns)
     s = ns.settings
