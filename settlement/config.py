@@ -52,6 +52,15 @@ class KafkaSettings(BaseModel):
         description="Consumer session timeout: how fast a dead worker is noticed.")
     max_poll_interval_ms: int = Field(
         default=120_000, ge=10_000, description="Consumer max.poll.interval.ms.")
+    # librdkafka's defaults (1 byte, 500 ms) answer a fetch as soon as one record is
+    # there: at 2,000 payments/s ~200 small fetches/s. Waiting up to 20 ms for 64 KiB cut
+    # the co-located broker's CPU from 0.29-0.31 to 0.22-0.23 cores at that load, with
+    # the ledger's p99 no worse (docs/benchmarks.md); under a backlog fetches fill at once.
+    fetch_min_bytes: int = Field(
+        default=65_536, ge=1, description="Worker consumers' fetch.min.bytes.")
+    fetch_wait_max_ms: int = Field(
+        default=20, ge=0, le=500,
+        description="Worker consumers' fetch.wait.max.ms: the most a fetch waits for fetch_min_bytes.")
     # Raw librdkafka properties merged last, for anything not modelled above.
     extra: dict[str, str] = Field(
         default_factory=dict, description="Raw librdkafka properties merged last.")

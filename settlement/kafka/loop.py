@@ -120,6 +120,8 @@ class StageLoop:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": self._kafka.session_timeout_ms,
             "max.poll.interval.ms": self._kafka.max_poll_interval_ms,
+            "fetch.min.bytes": self._kafka.fetch_min_bytes,
+            "fetch.wait.max.ms": self._kafka.fetch_wait_max_ms,
             "enable.partition.eof": False,
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._on_stats,
