@@ -34,8 +34,16 @@ def produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> 
     produce(settings, records, rate=0, show_progress=False)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+def int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
+    """A comma-separated option like "1,2", each value within lo..hi, or a usage error."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < lo or max(values) > hi:
+        raise typer.BadParameter(f"comma-separated whole numbers from {lo:,} to {hi:,} "
+                                 f"(got {text!r})", param_hint=option)
+    return values
 
 
 @bench_app.command("ledger")
@@ -52,14 +60,16 @@ def bench_ledger(
 
     Example: settlement bench ledger --events 50000 --workers 1,2 --commit-intervals 100,1000
     """
+    counts = int_list(workers, "--workers", 1, 8)
+    intervals = int_list(commit_intervals, "--commit-intervals", 1, 600_000)
     s = state(ctx).settings()
     run(lambda: ensure_stack(s))
     ccys = ["EUR", "USD"]
     accounts = loadgen.merchants(200, 3, ccys, seed)
     records = list(loadgen.generate(events, merchants_n=200, currencies=ccys, seed=seed))
     tag = datetime.now(UTC).strftime("%H%M%S")
-    results = run(partial(bench.run_matrix, s, records, accounts, _ints(workers),
-                          _ints(commit_intervals), tag, Path("bench-out/logs"), produce_quietly,
+    results = run(partial(bench.run_matrix, s, records, accounts, counts, intervals,
+                          tag, Path("bench-out/logs"), produce_quietly,
                           console.print))
     table = Table("mode", "workers", "commit ms", "events/s", "EOS/ALOS", "worker CPU (cores)",
                   "peak RSS MB", title=f"ledger stage, {events:,} events backlog")

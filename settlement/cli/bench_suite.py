@@ -72,18 +72,6 @@ def _settings(ctx: typer.Context) -> Settings:
     return s
 
 
-def _counts(text: str, option: str) -> list[int]:
-    """Process counts like "1,2": each 1-8."""
-    try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1 or max(counts) > 8:
-        raise typer.BadParameter(f"comma-separated counts of 1 to 8, e.g. 1,2 (got {text!r})",
-                                 param_hint=option)
-    return counts
-
-
 def _tag() -> str:
     return datetime.now(UTC).strftime("%H%M%S")
 
@@ -204,11 +192,12 @@ def bench_latency(
     from settlement import bench, loadgen
     from settlement.bench_latency import run_latency
     from settlement.bench_suite import latency_rate
-    from settlement.cli.bench import produce_quietly
+    from settlement.cli.bench import int_list, produce_quietly
 
+    intervals = int_list(commit_intervals, "--commit-intervals", 1, 600_000)
+    counts = int_list(workers, "--workers", 1, 8)
     s = _settings(ctx)
-    tag, intervals = _tag(), [int(x) for x in commit_intervals.split(",") if x.strip()]
-    counts = _counts(workers, "--workers")
+    tag = _tag()
     ledger: list[dict[str, Any]] = []
     if not rate:
         console.print("measuring the maximum first: 20,000-event backlog, exactly-once, "

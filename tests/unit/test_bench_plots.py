@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from settlement.bench_plots import draw
 from settlement.cli.main import app
+from tests.unit.cli import invoke
 from tests.unit.test_bench_stats import suite
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,3 +46,16 @@ def test_report_prints_the_summary_of_a_json_file_and_its_verdicts(tmp_path: Pat
     assert "p99 <= 1250 ms" in out and "NO" in out
     assert "e2e: FAILED" in out and "TimeoutError: window" in out
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["ledger", "--workers", "1,x"], "--workers"),
+    (["ledger", "--commit-intervals", "0"], "--commit-intervals"),
+    (["latency", "--workers", "9"], "--workers"),
+    (["latency", "--commit-intervals", "abc"], "--commit-intervals"),
+])
+def test_bad_count_lists_are_usage_errors_before_any_stack_starts(args: list[str], option: str) -> None:
+    result = invoke(["bench", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}" in result.output
+    assert "stack" not in result.output  # refused before ensure_stack
