@@ -142,12 +142,18 @@ def latency_rate(ledger: list[dict[str, Any]], commit_interval_ms: int,
 
 
 def _latency(r: SuiteRun, suite: dict[str, Any]) -> list[dict[str, Any]]:
+    return latency_runs(r, suite.get("ledger") or [])
+
+
+def latency_runs(r: SuiteRun, ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """EOS and ALOS latency per commit interval and worker count of `r.sizes`, each at
+    `r.rate`, else half the exactly-once maximum `ledger` holds for it (else 400/s)."""
     from settlement.bench_latency import run_latency
 
     z, out = r.sizes, []
     for i, ci in enumerate(z.commit_intervals):
         for w in z.workers:
-            rate = r.rate or latency_rate(suite.get("ledger") or [], ci, w) or 400.0
+            rate = r.rate or latency_rate(ledger, ci, w) or 400.0
             for j, mode in enumerate(("exactly-once", "at-least-once")):
                 res = run_latency(r.base, mode=mode, workers=w, commit_interval_ms=ci, rate=rate,
                                   duration_s=z.latency_s, warmup_s=z.latency_warmup_s,

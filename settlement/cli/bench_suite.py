@@ -187,11 +187,10 @@ def bench_latency(
 
     Example: settlement bench latency --rate 600 --commit-intervals 100,1000 --workers 1 --duration-s 30
     """
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from settlement import bench, loadgen
-    from settlement.bench_latency import run_latency
-    from settlement.bench_suite import latency_rate
+    from settlement.bench_suite import FULL, SuiteRun, latency_runs
     from settlement.cli.bench import int_list, produce_quietly
 
     intervals = int_list(commit_intervals, "--commit-intervals", 1, 600_000)
@@ -211,18 +210,10 @@ def bench_latency(
                     loadgen.merchants(200, 3, ccys, 11), f"bench-{tag}-max{w}{ci}", OUT / "logs",
                     produce_quietly))
                 ledger.append(asdict(r))
-    results = []
-    for i, ci in enumerate(intervals):
-        for w in counts:
-            load = rate or latency_rate(ledger, ci, w) or 400.0
-            for mode in ("exactly-once", "at-least-once"):
-                console.print(f"{mode}, {w} worker{'' if w == 1 else 's'}, commit every {ci} ms, "
-                              f"{load:,.0f} events/s for {duration_s:.0f} s")
-                res = run(lambda mode=mode, ci=ci, load=load, i=i, w=w: run_latency(  # type: ignore[misc]
-                    s, mode=mode, workers=w, commit_interval_ms=ci, rate=load,
-                    duration_s=duration_s, warmup_s=warmup_s,
-                    prefix=f"benchl-{tag}-{i}{w}{mode[0]}", log_dir=OUT / "logs"))
-                results.append(asdict(res))
+    sizes = replace(FULL, workers=tuple(counts), commit_intervals=tuple(intervals),
+                    latency_s=duration_s, latency_warmup_s=warmup_s)
+    results = run(lambda: latency_runs(
+        SuiteRun(s, sizes, OUT, console.print, produce_quietly, rate=rate, tag=tag), ledger))
     render(summarize({"latency": results}), "latency, produced -> visible read_committed")
     _write(out, {"when": datetime.now(UTC).isoformat(), "ledger": ledger, "latency": results})
 
