@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,14 @@ from pydantic_settings import (
 from settlement.domain.errors import ConfigError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+# librdkafka properties the workers set themselves because exactly-once, or reading
+# every event (a new group starts at the earliest offset), rests on them; `kafka.extra`
+# may not change them.
+RESERVED_KAFKA_PROPERTIES = frozenset({
+    "group.id", "transactional.id", "enable.idempotence", "isolation.level",
+    "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset",
+})
 
 
 class KafkaSettings(BaseModel):
@@ -61,9 +69,27 @@ class KafkaSettings(BaseModel):
     fetch_wait_max_ms: int = Field(
         default=20, ge=0, le=500,
         description="Worker consumers' fetch.wait.max.ms: the most a fetch waits for fetch_min_bytes.")
-    # Raw librdkafka properties merged last, for anything not modelled above.
+    # Raw librdkafka properties for anything not modelled above. They come after the
+    # modelled settings and the workers' tunables (linger.ms, fetch.*, timeouts), so
+    # they override those; RESERVED_KAFKA_PROPERTIES are refused.
     extra: dict[str, str] = Field(
-        default_factory=dict, description="Raw librdkafka properties merged last.")
+        default_factory=dict,
+        description="Raw librdkafka properties, applied after every modelled setting and "
+                    "tunable (so they override them); the ones exactly-once and reading "
+                    "every event rest on "
+                    f"({', '.join(sorted(RESERVED_KAFKA_PROPERTIES))}) are refused.")
+
+    @field_validator("extra")
+    @classmethod
+    def _no_reserved(cls, extra: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in extra if k.strip().lower() in RESERVED_KAFKA_PROPERTIES)
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)} cannot be set through kafka.extra: the workers set "
+                "these properties themselves, for exactly-once and so that a new group "
+                "reads every event (group and transactional ids come from the worker's "
+                "role and instance)")
+        return extra
 
     def client_config(self) -> dict[str, Any]:
         conf: dict[str, Any] = {

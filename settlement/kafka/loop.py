@@ -126,6 +126,7 @@ class StageLoop:
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._on_stats,
             "error_cb": partial(self._on_client_error, "consumer"),
+            **self._kafka.extra,  # last: it may override the tunables above (config.py)
         }
         return Consumer(conf)
 
@@ -138,6 +139,7 @@ class StageLoop:
             "compression.type": "zstd",
             "message.max.bytes": 64 * 1024 * 1024,
             **self._producer_extra,
+            **self._kafka.extra,
         }
         if self._eos:
             conf["transactional.id"] = self._txn_id

@@ -160,10 +160,10 @@ def test_library_warnings_reach_the_json_log_masked_and_without_the_use_noise(
         ("cassandra.pool", "Error attempting to reconnect to h:9042", "warning")]
 
 
-def test_worker_consumers_wait_for_a_fuller_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """fetch.min.bytes / fetch.wait.max.ms reach the loop's consumer (librdkafka's 1 byte
-    and 500 ms answered ~200 small fetches/s at 2,000 payments/s)."""
-    from settlement.config import KafkaSettings, WorkerSettings
+def _loop_client_configs(monkeypatch: pytest.MonkeyPatch, kafka: Any
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (consumer, producer) configurations a StageLoop builds from `kafka`."""
+    from settlement.config import WorkerSettings
     from settlement.kafka import loop
 
     confs: list[dict[str, Any]] = []
@@ -174,9 +174,44 @@ def test_worker_consumers_wait_for_a_fuller_fetch(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(loop, "Consumer", Capture)
     monkeypatch.setattr(loop, "Producer", Capture)
-    kafka = KafkaSettings(fetch_wait_max_ms=35)
     loop.StageLoop(kafka=kafka, worker=WorkerSettings(processing_guarantee="at-least-once"),
                    handler=None, topics=["t"], group_id="g", role="ledger")  # type: ignore[arg-type]
-    consumer = next(c for c in confs if "group.id" in c)
+    return (next(c for c in confs if "group.id" in c),
+            next(c for c in confs if "group.id" not in c))
+
+
+def test_worker_consumers_wait_for_a_fuller_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetch.min.bytes / fetch.wait.max.ms reach the loop's consumer (librdkafka's 1 byte
+    and 500 ms answered ~200 small fetches/s at 2,000 payments/s)."""
+    from settlement.config import KafkaSettings
+
+    consumer, _ = _loop_client_configs(monkeypatch, KafkaSettings(fetch_wait_max_ms=35))
     assert consumer["fetch.min.bytes"] == 65_536 and consumer["fetch.wait.max.ms"] == 35
     assert KafkaSettings().fetch_wait_max_ms == 20
+
+
+def test_kafka_extra_overrides_the_workers_tunables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kafka.extra` is applied last, as documented: before, the loop's own settings came
+    after it, so fetch.wait.max.ms or linger.ms could not be changed from the config."""
+    from settlement.config import KafkaSettings
+
+    kafka = KafkaSettings(extra={"fetch.wait.max.ms": "5", "session.timeout.ms": "20000",
+                                 "linger.ms": "1"})
+    consumer, producer = _loop_client_configs(monkeypatch, kafka)
+    assert consumer["fetch.wait.max.ms"] == "5" and consumer["session.timeout.ms"] == "20000"
+    assert consumer["isolation.level"] == "read_committed" and consumer["group.id"] == "g"
+    assert producer["linger.ms"] == "1" and producer["enable.idempotence"] is True
+
+
+@pytest.mark.parametrize("key", ["isolation.level", "enable.auto.commit", "group.id",
+                                 "transactional.id", "enable.idempotence",
+                                 "enable.auto.offset.store", "auto.offset.reset",
+                                 " Isolation.Level "])
+def test_kafka_extra_may_not_change_what_exactly_once_and_reading_every_event_rest_on(
+        key: str) -> None:
+    from pydantic import ValidationError
+
+    from settlement.config import KafkaSettings
+
+    with pytest.raises(ValidationError, match=r"cannot be set through kafka\.extra"):
+        KafkaSettings(extra={key: "x", "linger.ms": "1"})
