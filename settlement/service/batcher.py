@@ -60,6 +60,13 @@ MAX_LATE_HOPS = 64  # a payment later than this many sealed windows is a bug, no
 WARM_LEAD_S = 0.5  # merchant accounts load this long (+ one check interval) before a seal
 
 
+def _log_warm_failure(done: Future[None]) -> None:
+    """A merchant-account load ahead of a seal failed: said now, not only when the seal
+    that needs the accounts runs into it."""
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.warning("batcher.merchant_prewarm_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
 class BatchOwnershipLostError(RetryableError):
     """Another worker holds a newer epoch for this items partition (we are a zombie)."""
 
@@ -316,11 +323,13 @@ class BatcherHandler:
         """Load the merchant accounts before a seal looks them all up (10,000 take ~0.3 s).
 
         On the seal's I/O thread, one load at a time: a load under way is returned, not
-        started again. The tick does not look at its error; the seal waits for it (or a
-        new load, if the accounts went stale since) and fails there.
+        started again. The tick does not wait for it; a load that fails is logged when it
+        does, and the seal waits for it (or a new load, if the accounts went stale since)
+        and fails there.
         """
         if self._warming is None or self._warming.done():
             self._warming = self._io.submit(self._merchants.warm)
+            self._warming.add_done_callback(_log_warm_failure)
         return self._warming
 
     def _seal(self, rec: InboundRecord, result: HandlerResult) -> None:

@@ -325,3 +325,28 @@ def test_merchant_accounts_load_ahead_of_a_seal_and_not_long_before(env) -> None
     assert h.tick([(TOPICS.items, 0)]).outputs == []  # not sealed yet, but loaded
     h.close()
     assert merchants.warmed == 1
+
+
+class _WarmFails(FakeMerchants):
+    def warm(self) -> None:
+        super().warm()
+        raise RetryableError("read merchant accounts: NoHostAvailable (injected)")
+
+
+def test_a_merchant_prewarm_that_fails_is_logged_when_it_fails(env) -> None:
+    # The tick does not wait for the load it starts; its error used to surface only in
+    # the seal that needed the accounts, a check interval later.
+    from structlog.testing import capture_logs
+
+    store, clock, log = env
+    merchants = _WarmFails(ACCOUNTS)
+    h = make(store, clock, merchants)
+    h.handle([log.rec(item("p1"))])
+    clock.now = T0 + timedelta(hours=1, seconds=4)  # within a check interval + lead of the seal
+    with capture_logs() as logs:
+        assert h.tick([(TOPICS.items, 0)]).outputs == []
+        h.close()  # joins the helper threads: the load has run and failed
+    assert merchants.warmed == 1
+    [warning] = [x for x in logs if x["event"] == "batcher.merchant_prewarm_failed"]
+    assert warning["log_level"] == "warning"
+    assert "NoHostAvailable (injected)" in warning["error"]
