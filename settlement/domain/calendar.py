@@ -20,6 +20,7 @@ deterministic, unique per bank and sorting in cutoff order.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,6 +33,7 @@ from settlement.domain.errors import ConfigError, SettlementError
 
 MAX_CLOSED_DAYS = 400  # a calendar with no business day in this span is misconfigured
 SATURDAY_SUNDAY = frozenset({5, 6})  # date.weekday(): Monday is 0
+_DAYS_KEPT = 64  # per calendar, for window_of: a few days are asked for at a time
 _SCAN_BACK_DAYS = 2  # a gap-shifted cutoff can land at most a day after its label date
 _CUTOFF = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _WINDOW_ID = re.compile(r"([0-9]{8})T([0-9]{4})")
@@ -78,6 +80,9 @@ class BankCalendar:
     weekend: frozenset[int] = SATURDAY_SUNDAY
     holidays: frozenset[date] = frozenset()
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    # Day -> its cutoff instants, for window_of: keyed by the day alone, because hashing
+    # `cutoffs` for the module-wide cache costs more than the lookup with 1,440 of them.
+    _by_day: dict[date, tuple[datetime, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         where = f"bank {self.bic}"
@@ -86,6 +91,7 @@ class BankCalendar:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"{where}: unknown IANA timezone {self.timezone!r}") from exc
         object.__setattr__(self, "_zone", zone)
+        object.__setattr__(self, "_by_day", {})
         if not self.cutoffs:
             raise ConfigError(f"{where}: at least one cutoff is required")
         for cut in self.cutoffs:
@@ -105,17 +111,29 @@ class BankCalendar:
         return d.weekday() not in self.weekend and d not in self.holidays
 
     def window_of(self, instant: datetime) -> PayoutWindow:
-        """The window whose cutoff is the first business-day cutoff strictly after `instant`."""
+        """The window whose cutoff is the first business-day cutoff strictly after `instant`.
+
+        The batcher asks once per item: a day whose last cutoff is not after `instant` is
+        skipped whole, and the cutoff is found by bisection in the day's instants (which
+        never decrease: fold=0 when ambiguous, the gap's end when skipped), so a calendar
+        with a cutoff every minute costs as little as one with a cutoff a day.
+        """
         at = _utc(instant)
         start = self._local_date(at) - timedelta(days=_SCAN_BACK_DAYS)
         previous: datetime | None = None
-        for day, cut, cutoff_at in self._cutoffs_from(start):
-            if cutoff_at > at:
-                if previous is None:
-                    previous = self._previous_cutoff(day, cut)
-                return self._window(day, cut, cutoff_at, previous)
-            previous = cutoff_at
-        raise AssertionError("unreachable: _cutoffs_from never ends")  # pragma: no cover
+        for day in self._business_days(start, step=1):
+            instants = self._instants(day)
+            if instants[-1] <= at:
+                previous = instants[-1]
+                continue
+            i = bisect_right(instants, at)
+            cut = self.cutoffs[i]
+            if i:
+                previous = instants[i - 1]
+            elif previous is None:
+                previous = self._previous_cutoff(day, cut)
+            return self._window(day, cut, instants[i], previous)
+        raise AssertionError("unreachable: _business_days never ends")  # pragma: no cover
 
     def next_window(self, window: PayoutWindow) -> PayoutWindow:
         """The window right after `window`: it opens at `window.cutoff_at`."""
@@ -157,6 +175,15 @@ class BankCalendar:
             window = self.next_window(window)
         return windows
 
+    def _instants(self, day: date) -> tuple[datetime, ...]:
+        """The UTC instants of `day`'s cutoffs; the last _DAYS_KEPT days asked for are kept."""
+        got = self._by_day.get(day)
+        if got is None:
+            if len(self._by_day) >= _DAYS_KEPT:
+                self._by_day.clear()
+            got = self._by_day[day] = _cutoff_instants(self.timezone, self.cutoffs, day)
+        return got
+
     def _local_date(self, at: datetime) -> date:
         return at.astimezone(self._zone).date()
 
@@ -172,14 +199,6 @@ class BankCalendar:
             return _cutoff_instants(self.timezone, self.cutoffs, day)[index - 1]
         previous_day = next(self._business_days(day - timedelta(days=1), step=-1))
         return _cutoff_instants(self.timezone, self.cutoffs, previous_day)[-1]
-
-    def _cutoffs_from(self, start: date) -> Iterator[tuple[date, time, datetime]]:
-        """(label day, configured time, UTC instant) of every cutoff from `start` on, in order."""
-        for day in self._business_days(start, step=1):
-            yield from zip(
-                [day] * len(self.cutoffs), self.cutoffs, _cutoff_instants(self.timezone, self.cutoffs, day),
-                strict=True,
-            )
 
     def _business_days(self, start: date, step: int) -> Iterator[date]:
         """Business days from `start` (inclusive) forward (step 1) or backward (step -1)."""

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement.config import BankSettings
-from settlement.domain.calendar import BankCalendar, parse_cutoffs
+from settlement.domain.calendar import BankCalendar, _cutoff_instants, parse_cutoffs
 from settlement.service.calendars import build_calendar
 
 YEARS = range(2025, 2029)
@@ -87,3 +87,29 @@ def test_windows_between_are_contiguous_and_cover_the_span(
     assert windows[-1] == cal.window_of(end - timedelta(microseconds=1))
     for earlier, later in pairwise(windows):
         assert later.opens_at == earlier.cutoff_at
+
+
+def _window_by_scan(cal: BankCalendar, t: datetime) -> tuple[str, datetime, datetime]:
+    """The reference: every cutoff in order from two days back, the first one after t (how
+    window_of searched before it bisected each day's instants)."""
+    at = t.astimezone(UTC)
+    previous = None
+    for day in cal._business_days(at.astimezone(cal._zone).date() - timedelta(days=2), step=1):
+        for cut, cutoff_at in zip(cal.cutoffs, _cutoff_instants(cal.timezone, cal.cutoffs, day),
+                                  strict=True):
+            if cutoff_at > at:
+                opens = previous if previous is not None else cal._previous_cutoff(day, cut)
+                return f"{day:%Y%m%d}T{cut:%H%M}", opens, cutoff_at
+            previous = cutoff_at
+    raise AssertionError("unreachable")
+
+
+MINUTES = BankCalendar("MINUTESXX", "Europe/Berlin", parse_cutoffs(
+    [f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)]), weekend=frozenset({5, 6}))
+
+
+@PROPERTY
+@given(st.sampled_from([*CALENDARS, MINUTES]), instants)
+def test_window_of_finds_the_window_a_scan_of_every_cutoff_finds(cal: BankCalendar, t: datetime) -> None:
+    w = cal.window_of(t)
+    assert (w.window_id, w.opens_at, w.cutoff_at) == _window_by_scan(cal, t)
