@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from settlement import loadgen
 from settlement.bench_kit import meter_servers
+from settlement.bench_stats import rate_after_first_commit
 from settlement.config import Settings, load_settings
 from settlement.kafka.admin import ensure_topics, topic_specs
 from settlement.kafka.reader import group_lag
@@ -101,13 +102,11 @@ def run_scenario(base: Settings, sc: Scenario, records: list[loadgen.SampleRecor
         finally:
             fleet.stop()
         assert t_start is not None and lag_start is not None
-        if not lag_start:
-            raise RuntimeError(f"the {total:,}-event backlog drained between two lag samples: "
-                               "too few events to measure at this rate")
         secs = max(time.monotonic() - t_start, 1e-6)
+        rate = backlog_rate(total, lag_start, secs, sc.commit_interval_ms)
         aborts = sum(w.log_path.read_text().count('"txn.aborting"') for w in fleet.workers)
         return Result(sc.mode, sc.workers, sc.commit_interval_ms, total, round(secs, 2),
-                      round(lag_start / secs, 1), round(cpu / secs, 2),
+                      rate, round(cpu / secs, 2),
                       round(peak_rss / 2**20, 1), aborts,
                       {k: servers.cores([k]) for k in servers.procs})
     finally:
@@ -133,6 +132,20 @@ def _overrides(base: Settings, env: dict[str, str]) -> dict[str, Any]:
 def write_json(results: list[Result], path: Path, meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+
+
+def backlog_rate(total: int, lag_start: int, secs: float, commit_interval_ms: int) -> float:
+    """Events/s from the first commit seen (`lag_start` events left) to an empty backlog
+    `secs` later, or a RuntimeError when too little was left to measure."""
+    rate = rate_after_first_commit(total, lag_start, secs)
+    if rate is not None:
+        return rate
+    if not lag_start:
+        raise RuntimeError(f"the {total:,}-event backlog drained between two lag samples: "
+                           "too few events to measure at this rate")
+    raise RuntimeError(
+        f"only {lag_start:,} of {total:,} events were left at the first commit: too few "
+        f"to measure {commit_interval_ms} ms commits; use more events")
 
 
 def run_matrix(base: Settings, records: list[loadgen.SampleRecord], accounts: list[Any],

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from settlement.bench_kit import cassandra_facts
+from settlement.bench_stats import rate_after_first_commit
 from settlement.config import Settings, load_settings
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
@@ -39,8 +40,8 @@ BIC = "MOCKDEFFXXX"
 @dataclass
 class BatcherResult:
     payouts: int
-    placement_s: float
-    payments_per_s: float
+    placement_s: float | None  # from the first commit seen; None: placed before it
+    payments_per_s: float | None  # items placed after that commit / placement_s
     cutoff_to_pacs008_s: float
     nb_of_txs: int
     xml_bytes: int
@@ -124,20 +125,21 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
         fleet = Fleet.of("batcher", 1, env=child_env(env), log_dir=log_dir, prefix=f"{prefix}-")
         fleet.start()
         try:
-            t0 = None
+            t0, left0 = None, 0
             while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
                                            cap=payouts + 1)) > 0:
                 if t0 is None and left < payouts:
-                    t0 = time.monotonic()  # first commit seen: start-up is over
+                    t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
                 time.sleep(0.1)
-            placement = time.monotonic() - (t0 or time.monotonic())
+            placement = None if t0 is None else time.monotonic() - t0
             due = cutoff + timedelta(seconds=grace)
             xml, seen = _wait_message(s, timeout_s=(due - datetime.now(UTC)).total_seconds() + 120)
             lag = (seen - due).total_seconds()
         finally:
             fleet.stop()
         summary = parse_pacs008_summary(xml)
-        return BatcherResult(payouts, round(placement, 2), round(payouts / placement, 1),
+        return BatcherResult(payouts, None if placement is None else round(placement, 2),
+                             rate_after_first_commit(payouts, left0, placement),
                              round(lag, 3), summary.nb_of_txs, len(xml), facts)
     finally:
         drop_namespace(s, session)

@@ -3,7 +3,8 @@
 - ledger throughput against commit interval, and against worker processes,
   exactly-once and at-least-once, with the Cassandra LWT ceiling for scale;
 - p50/p99 latency (produced -> visible read_committed) against commit interval,
-  and p99 against worker processes, with the target (commit interval + 250 ms);
+  p99 against worker processes, and p50/p99 against load (exactly-once), with the
+  target (commit interval + 250 ms);
 - a worker's RSS over time under the backlog, with the 200 MB target.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from settlement.bench_stats import LATENCY_SLACK_MS, WORKER_RSS_MB
+from settlement.bench_stats import LATENCY_SLACK_MS, WORKER_RSS_MB, curve_max, load_curves
 
 _MODES = (("exactly-once", "EOS", "tab:blue"), ("at-least-once", "ALOS", "tab:orange"))
 _STYLES = ("-", "--", ":", "-.")
@@ -162,6 +163,41 @@ def latency_vs_workers(suite: Mapping[str, Any], path: Path, meta: str = "") -> 
     return _save(fig, path, meta)
 
 
+def latency_vs_load(suite: Mapping[str, Any], path: Path, meta: str = "") -> Path | None:
+    curves = load_curves(suite.get("latency_load") or [], suite.get("latency") or [])
+    if not curves:
+        return None
+    fig, ax = _figure("Ledger latency vs load, exactly-once (produced -> readable read_committed)")
+    colors = ("tab:blue", "tab:green", "tab:purple", "tab:brown")
+    for i, ((w, ci), runs) in enumerate(sorted(curves.items())):
+        color = colors[i % len(colors)]
+        top = curve_max(runs)
+        who = f"{w} worker{'' if w == 1 else 's'}, commit {ci} ms (max {top:,.0f}/s)"
+        xs = [r["rate_per_s"] for r in runs]
+        ax.plot(xs, [r["p99_ms"] for r in runs], marker="o", color=color, label=f"{who} p99")
+        ax.plot(xs, [r["p50_ms"] for r in runs], marker="s", color=color, linestyle=":",
+                alpha=0.6, label=f"{who} p50")
+        for r in runs:
+            ax.annotate(f"{r['rate_per_s'] / top:.0%}", (r["rate_per_s"], r["p99_ms"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+    for ci in sorted({ci for _, ci in curves}):
+        ax.axhline(ci + LATENCY_SLACK_MS, color="red", linestyle=":", linewidth=1,
+                   label=f"target, commit {ci} ms: p99 <= {ci + LATENCY_SLACK_MS} ms "
+                         "(at half the maximum)")
+    ax.set_xlabel("offered load (events/s); labels: share of that worker count's maximum")
+    ax.set_ylabel("latency (ms, log scale)")
+    # Log scale: past the knee p99 grows by seconds, and a linear axis flattens the
+    # loads below it, where the target is decided.
+    ax.set_yscale("log")
+    values = [r[k] for runs in curves.values() for r in runs for k in ("p50_ms", "p99_ms")]
+    values += [ci + LATENCY_SLACK_MS for _, ci in curves]
+    ax.set_ylim(min(values) / 1.5, max(values) * 4)  # room for the legend above the points
+    ax.yaxis.set_major_formatter("{x:,.0f}")
+    ax.set_xlim(left=0)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path, meta)
+
+
 def memory_over_time(suite: Mapping[str, Any], path: Path, meta: str = "") -> Path | None:
     m = suite.get("memory") or {}
     samples = m.get("rss_samples") or []
@@ -193,6 +229,7 @@ def draw(suite: Mapping[str, Any], out_dir: Path) -> list[Path]:
         throughput_vs_workers(suite, out_dir / "throughput_vs_workers.png", meta),
         latency_vs_interval(suite, out_dir / "latency_vs_commit_interval.png", meta),
         latency_vs_workers(suite, out_dir / "latency_vs_workers.png", meta),
+        latency_vs_load(suite, out_dir / "latency_vs_load.png", meta),
         memory_over_time(suite, out_dir / "memory_under_backlog.png", meta),
     ]
     return [p for p in made if p is not None]

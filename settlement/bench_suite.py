@@ -1,9 +1,10 @@
 """`settlement bench all`: every scenario in one run, so the figures are ratios on one machine.
 
 Order: the raw ceiling first (the physical limit), then the ledger matrix (its
-maximum sets the latency runs' load: half of it), latency, the batcher, end to
-end, reconciliation and last the memory run (its backlog would slow everything
-after it). A scenario that fails is recorded with its error and the run goes on.
+maximum sets the latency runs' load: half of it), latency, latency against load
+(exactly-once at fractions of that maximum), the batcher, end to end,
+reconciliation and last the memory run (its backlog would slow everything after
+it). A scenario that fails is recorded with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import confluent_kafka
 
 from settlement import bench, loadgen
 from settlement.bench_kit import cassandra_facts, describe_cassandra
+from settlement.bench_stats import eos_max, latency_rate
 from settlement.config import Settings
 from settlement.store.session import connect
 
-SCENARIOS = ("ceiling", "ledger", "latency", "batcher", "e2e", "reconcile", "memory")
+SCENARIOS = ("ceiling", "ledger", "latency", "latency_load", "batcher", "e2e", "reconcile",
+             "memory")
 
 
 @dataclass(frozen=True)
@@ -39,17 +42,30 @@ class Sizes:
     commit_intervals: tuple[int, ...] = (100, 1000)
     latency_s: float = 25.0
     latency_warmup_s: float = 3.0
+    # Latency against load: exactly-once, the first commit interval, each worker count,
+    # at these fractions of its maximum (the latency scenario gives the point at 0.5).
+    load_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
+    load_s: float = 15.0
     batcher_payouts: int = 10_000
     e2e_payments: int = 10_000
     e2e_workers: int = 2
+    # One batcher fell behind the 2 ledger workers and its seal commands queued behind
+    # the backlog: 1,091-1,147 payments/s end to end against 1,594-1,626 with 2 (3:
+    # 1,645-1,657, no idle core left). After the calendar's window lookup stopped
+    # scanning every minute cutoff, 1 batcher 1,471-1,564 against 2 at 1,594-1,636.
+    e2e_batchers: int = 2
     recon_entries: int = 1_000_000
     memory_events: int = 1_000_000
     memory_max_s: float = 150.0
 
 
 FULL = Sizes()
+# 100 ms commits only: 10,000 events are 2-3 s of work, a few 1 s commits, too few to
+# measure (it printed 5 events/s once).
 QUICK = Sizes(kafka_records=20_000, insert_rows=8_000, lwt_rows=4_000, ledger_events=10_000,
-              latency_s=6.0, latency_warmup_s=2.0, batcher_payouts=2_000, e2e_payments=2_000,
+              commit_intervals=(100,),
+              latency_s=6.0, latency_warmup_s=2.0, load_fractions=(0.25,), load_s=5.0,
+              batcher_payouts=2_000, e2e_payments=2_000,
               recon_entries=100_000, memory_events=50_000, memory_max_s=25.0)
 
 
@@ -94,7 +110,8 @@ def run_suite(r: SuiteRun) -> dict[str, Any]:
     suite["meta"]["cassandra"] = _cassandra(r.base)
     r.say(describe_cassandra(suite["meta"]["cassandra"]))
     steps: dict[str, Callable[[SuiteRun, dict[str, Any]], Any]] = {
-        "ceiling": _ceiling, "ledger": _ledger, "latency": _latency, "batcher": _batcher,
+        "ceiling": _ceiling, "ledger": _ledger, "latency": _latency,
+        "latency_load": _latency_load, "batcher": _batcher,
         "e2e": _e2e, "reconcile": _reconcile, "memory": _memory}
     for name in SCENARIOS:
         if name not in r.only:
@@ -133,16 +150,12 @@ def _ledger(r: SuiteRun, _suite: dict[str, Any]) -> list[dict[str, Any]]:
         r.produce, r.say)]
 
 
-def latency_rate(ledger: list[dict[str, Any]], commit_interval_ms: int,
-                 workers: int = 1) -> float | None:
-    """Half the exactly-once maximum of `workers` processes at this commit interval."""
-    eos = [x["events_per_s"] for x in ledger if x["mode"] == "exactly-once"
-           and x["workers"] == workers and x["commit_interval_ms"] == commit_interval_ms]
-    return round(eos[0] / 2) if eos else None
-
-
 def _latency(r: SuiteRun, suite: dict[str, Any]) -> list[dict[str, Any]]:
     return latency_runs(r, suite.get("ledger") or [])
+
+
+def _latency_load(r: SuiteRun, suite: dict[str, Any]) -> list[dict[str, Any]]:
+    return latency_load_runs(r, suite.get("ledger") or [])
 
 
 def latency_runs(r: SuiteRun, ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,13 +179,44 @@ def latency_runs(r: SuiteRun, ledger: list[dict[str, Any]]) -> list[dict[str, An
     return out
 
 
+def latency_load_runs(r: SuiteRun, ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Exactly-once latency at the first commit interval of `r.sizes`, per worker count, at
+    each of its `load_fractions` of the exactly-once maximum `ledger` holds for as many
+    workers: where p99 stays within its target, and how it grows towards half the maximum."""
+    from settlement.bench_latency import run_latency
+
+    z, out = r.sizes, []
+    ci = z.commit_intervals[0]
+    for w in z.workers:
+        top = eos_max(ledger, ci, w)
+        if top is None:
+            r.say(f"  {w} worker(s), commit {ci} ms: no exactly-once maximum measured, skipped")
+            continue
+        for k, fraction in enumerate(z.load_fractions):
+            rate = round(top * fraction)
+            res = run_latency(r.base, mode="exactly-once", workers=w, commit_interval_ms=ci,
+                              rate=rate, duration_s=z.load_s, warmup_s=z.latency_warmup_s,
+                              prefix=f"benchv-{r.tag}-{w}{k}", log_dir=r.log_dir)
+            r.say(f"  exactly-once, {w} worker{'' if w == 1 else 's'}, commit {ci} ms, "
+                  f"{rate:,}/s ({fraction:.0%} of {top:,.0f}/s): p50 {res.p50_ms:,.0f} ms, "
+                  f"p99 {res.p99_ms:,.0f} ms"
+                  + (f", {res.missing} never seen" if res.missing else ""))
+            out.append(asdict(res) | {"load_fraction": fraction, "max_per_s": top})
+    if not out and z.load_fractions:
+        raise RuntimeError("latency against load needs the ledger scenario's exactly-once "
+                           f"maximum at {ci} ms: run it too (--only ledger,latency_load)")
+    return out
+
+
 def _batcher(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
     from settlement.bench_batcher import run_batcher_bench
 
     n = r.sizes.batcher_payouts
     r.say(f"  {n:,} payouts into one batch, sealed at the next minute cutoff ...")
     res = run_batcher_bench(r.base, n, r.log_dir, r.tag, lead_s=10 + n / 1000)
-    r.say(f"  {res.payments_per_s:,.0f} payments/s placed; cutoff+grace -> pacs.008 "
+    placed = ("too fast to time" if res.payments_per_s is None
+              else f"{res.payments_per_s:,.0f} payments/s")
+    r.say(f"  {placed} placed; cutoff+grace -> pacs.008 "
           f"{res.cutoff_to_pacs008_s:.2f} s")
     return asdict(res)
 
@@ -181,9 +225,9 @@ def _e2e(r: SuiteRun, suite: dict[str, Any]) -> dict[str, Any]:
     from settlement.bench_e2e import run_e2e
 
     z = r.sizes
-    rate = next((x["events_per_s"] for x in suite.get("ledger") or [] if x["mode"] == "exactly-once"
-                 and x["workers"] == z.e2e_workers and x["commit_interval_ms"] == 100), None)
-    res = run_e2e(r.base, payments=z.e2e_payments, ledger_workers=z.e2e_workers, batchers=1,
+    rate = eos_max(suite.get("ledger") or [], 100, z.e2e_workers)
+    res = run_e2e(r.base, payments=z.e2e_payments, ledger_workers=z.e2e_workers,
+                  batchers=z.e2e_batchers,
                   commit_interval_ms=100, prefix=f"benche-{r.tag}", log_dir=r.log_dir, say=r.say,
                   expected_rate=rate)
     r.say(f"  {res.payments_per_s:,.0f} payments/s end to end ({res.e2e_s:.1f} s, of which "

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -34,16 +35,32 @@ def produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> 
     produce(settings, records, rate=0, show_progress=False)
 
 
-def int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
-    """A comma-separated option like "1,2", each value within lo..hi, or a usage error."""
+N = TypeVar("N", int, float)
+
+
+def _number_list(text: str, option: str, parse: Callable[[str], N], ok: Callable[[N], bool],
+                 expected: str) -> list[N]:
+    """A comma-separated option, each value parsed and `ok`, or a usage error."""
     try:
-        values = [int(x) for x in text.split(",") if x.strip()]
+        values = [parse(x) for x in text.split(",") if x.strip()]
     except ValueError:
         values = []
-    if not values or min(values) < lo or max(values) > hi:
-        raise typer.BadParameter(f"comma-separated whole numbers from {lo:,} to {hi:,} "
-                                 f"(got {text!r})", param_hint=option)
+    if not values or not all(ok(v) for v in values):
+        raise typer.BadParameter(f"comma-separated {expected} (got {text!r})", param_hint=option)
     return values
+
+
+def int_list(text: str, option: str, lo: int, hi: int) -> list[int]:
+    """A comma-separated option like "1,2", each value within lo..hi, or a usage error."""
+    return _number_list(text, option, int, lambda v: lo <= v <= hi,
+                        f"whole numbers from {lo:,} to {hi:,}")
+
+
+def fraction_list(text: str, option: str) -> list[float]:
+    """A comma-separated option like "0.1,0.2", each value above 0 and at most 1, or a usage
+    error."""
+    return _number_list(text, option, float, lambda v: 0 < v <= 1,
+                        "fractions above 0 and at most 1")
 
 
 @bench_app.command("ledger")
@@ -110,7 +127,8 @@ def bench_batcher(
     r = run(lambda: run_batcher_bench(s, payouts, Path("bench-out/logs"), tag))
     table = Table("payouts", "placement s", "payments/s", "cutoff+grace -> pacs.008 s",
                   "NbOfTxs", "pacs.008 bytes", title="batcher")
-    table.add_row(f"{r.payouts:,}", f"{r.placement_s}", f"{r.payments_per_s:,.0f}",
+    table.add_row(f"{r.payouts:,}", f"{r.placement_s or '-'}",
+                  "-" if r.payments_per_s is None else f"{r.payments_per_s:,.0f}",
                   f"{r.cutoff_to_pacs008_s:.3f}", f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
     console.print(table)
     console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)

@@ -88,9 +88,10 @@ def _draw(suite: dict[str, Any], out_dir: Path) -> None:
 
 def bench_all(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option(help="Small sizes: about 4 minutes instead of 10.")] = False,
+    quick: Annotated[bool, typer.Option(help="Small sizes: about 5 minutes instead of 17.")] = False,
     only: Annotated[str, typer.Option(help="Comma-separated scenarios to run (default all): "
-                                           "ceiling,ledger,latency,batcher,e2e,reconcile,memory")] = "",
+                                           "ceiling,ledger,latency,latency_load,batcher,e2e,"
+                                           "reconcile,memory")] = "",
     rate: Annotated[float, typer.Option(min=0, help="Latency runs' load, events/s; 0 = half the "
                                                     "ledger's measured maximum.")] = 0,
     memory_events: Annotated[Optional[int], typer.Option(  # noqa: UP045 - typer needs Optional
@@ -103,7 +104,8 @@ def bench_all(
 ) -> None:
     """Every scenario in one run on this machine: the raw Kafka and Cassandra ceiling, the
     ledger in exactly-once vs at-least-once mode (1 and 2 workers, 100 ms and 1 s commit
-    intervals), latency at half the maximum load, the batcher, end to end to pacs.008,
+    intervals), latency at half the maximum load and exactly-once latency against load
+    (10-40 % of the maximum), the batcher, end to end to pacs.008,
     reconciliation of 1,000,000 entries and a worker's memory under a 1,000,000-event
     backlog. Prints one summary table (with the targets), writes OUT_DIR/bench.json and
     draws PNG plots in OUT_DIR.
@@ -180,21 +182,32 @@ def bench_latency(
     duration_s: Annotated[float, typer.Option(min=2, help="Measured seconds per run.")] = 25,
     warmup_s: Annotated[float, typer.Option(min=0, help="Seconds left out at the start.")] = 3,
     workers: Annotated[str, typer.Option(help="Ledger worker process counts.")] = "1,2",
+    load_fractions: Annotated[str, typer.Option(
+        help="Also latency against load: exactly-once at the first commit interval, at "
+             "these fractions of the measured maximum, e.g. 0.1,0.2,0.3,0.4 (needs --rate 0; "
+             "default none).")] = "",
     out: Annotated[Path, typer.Option(help="JSON results.")] = OUT / "latency.json",
 ) -> None:
     """p50/p99/max from a payment produced to its item visible read_committed on
-    settlement.items, at a fixed load, per worker count and commit interval, EOS and ALOS.
+    settlement.items, at a fixed load, per worker count and commit interval, EOS and ALOS;
+    with --load-fractions, also exactly-once p50/p99 against load.
 
     Example: settlement bench latency --rate 600 --commit-intervals 100,1000 --workers 1 --duration-s 30
+
+    Example: settlement bench latency --commit-intervals 100 --load-fractions 0.1,0.2,0.3,0.4
     """
     from dataclasses import asdict, replace
 
     from settlement import bench, loadgen
-    from settlement.bench_suite import FULL, SuiteRun, latency_runs
-    from settlement.cli.bench import int_list, produce_quietly
+    from settlement.bench_suite import FULL, SuiteRun, latency_load_runs, latency_runs
+    from settlement.cli.bench import fraction_list, int_list, produce_quietly
 
     intervals = int_list(commit_intervals, "--commit-intervals", 1, 600_000)
     counts = int_list(workers, "--workers", 1, 8)
+    fractions = fraction_list(load_fractions, "--load-fractions") if load_fractions else []
+    if fractions and rate:
+        raise typer.BadParameter("fractions of the maximum need it measured: leave --rate at 0",
+                                 param_hint="--load-fractions")
     s = _settings(ctx)
     tag = _tag()
     ledger: list[dict[str, Any]] = []
@@ -211,18 +224,22 @@ def bench_latency(
                     produce_quietly))
                 ledger.append(asdict(r))
     sizes = replace(FULL, workers=tuple(counts), commit_intervals=tuple(intervals),
-                    latency_s=duration_s, latency_warmup_s=warmup_s)
-    results = run(lambda: latency_runs(
-        SuiteRun(s, sizes, OUT, console.print, produce_quietly, rate=rate, tag=tag), ledger))
-    render(summarize({"latency": results}), "latency, produced -> visible read_committed")
-    _write(out, {"when": datetime.now(UTC).isoformat(), "ledger": ledger, "latency": results})
+                    latency_s=duration_s, latency_warmup_s=warmup_s,
+                    load_fractions=tuple(fractions), load_s=duration_s)
+    suite_run = SuiteRun(s, sizes, OUT, console.print, produce_quietly, rate=rate, tag=tag)
+    results = run(lambda: latency_runs(suite_run, ledger))
+    load = run(lambda: latency_load_runs(suite_run, ledger)) if fractions else []
+    render(summarize({"latency": results, "latency_load": load}),
+           "latency, produced -> visible read_committed")
+    _write(out, {"when": datetime.now(UTC).isoformat(), "ledger": ledger, "latency": results,
+                 "latency_load": load})
 
 
 def bench_e2e(
     ctx: typer.Context,
     payments: Annotated[int, typer.Option(min=100, help="Payments before the cutoff.")] = 10_000,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Ledger processes.")] = 2,
-    batchers: Annotated[int, typer.Option(min=1, max=8, help="Batcher processes.")] = 1,
+    batchers: Annotated[int, typer.Option(min=1, max=8, help="Batcher processes.")] = 2,
     commit_interval: Annotated[int, typer.Option(min=1, help="Commit interval, ms.")] = 100,
     ledger_rate: Annotated[float, typer.Option(min=0, help="The ledger's events/s if known (e.g. "
                                                            "from bench ledger): batchers start "

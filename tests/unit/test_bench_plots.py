@@ -21,7 +21,8 @@ def test_every_plot_is_a_non_empty_png(tmp_path: Path) -> None:
                                   "load_before": [1.5, 1.2, 1.0]}}
     paths = draw(results, tmp_path / "plots")
     assert sorted(p.name for p in paths) == [
-        "latency_vs_commit_interval.png", "latency_vs_workers.png", "memory_under_backlog.png",
+        "latency_vs_commit_interval.png", "latency_vs_load.png", "latency_vs_workers.png",
+        "memory_under_backlog.png",
         "throughput_vs_commit_interval.png", "throughput_vs_workers.png"]
     for p in paths:
         data = p.read_bytes()
@@ -53,6 +54,9 @@ def test_report_prints_the_summary_of_a_json_file_and_its_verdicts(tmp_path: Pat
     (["ledger", "--commit-intervals", "0"], "--commit-intervals"),
     (["latency", "--workers", "9"], "--workers"),
     (["latency", "--commit-intervals", "abc"], "--commit-intervals"),
+    (["latency", "--load-fractions", "0.1,1.5"], "--load-fractions"),
+    (["latency", "--load-fractions", "0,0.2"], "--load-fractions"),
+    (["latency", "--load-fractions", "0.2", "--rate", "500"], "--load-fractions"),
 ])
 def test_bad_count_lists_are_usage_errors_before_any_stack_starts(args: list[str], option: str) -> None:
     result = invoke(["bench", *args], env={"COLUMNS": "200"})

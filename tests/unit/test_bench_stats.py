@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 from settlement.bench_e2e import seal_in_s
 from settlement.bench_stats import (
     Row,
+    latency_rate,
     percentile,
+    rate_after_first_commit,
     rss_growth,
     slope_per_min,
     spread,
     summarize,
 )
-from settlement.bench_suite import latency_rate
 
 
 def test_percentiles_are_measured_values_by_nearest_rank() -> None:
@@ -105,6 +106,11 @@ def latency(mode: str, ci: int, p99: float, missing: int = 0, workers: int = 1,
             "server_cpu_cores": {}}
 
 
+def load(fraction: float, top: float, p99: float, workers: int = 1) -> dict[str, Any]:
+    return latency("exactly-once", 100, p99, workers=workers, rate=round(top * fraction)) | {
+        "load_fraction": fraction, "max_per_s": top}
+
+
 def suite() -> dict[str, Any]:
     return {
         "ceiling": {
@@ -129,6 +135,10 @@ def suite() -> dict[str, Any]:
                                                                    missing=3),
                     latency("exactly-once", 100, 300.0, workers=2, rate=700.0),
                     latency("at-least-once", 100, 250.0, workers=2, rate=700.0)],
+        # exactly-once at 100 ms, at fractions of the maximum (1,200/s for 1 worker); the
+        # latency scenario's run at 600/s is the curve's point at 50 %
+        "latency_load": [load(0.1, 1200, 150.0), load(0.2, 1200, 250.0),
+                         load(0.3, 1200, 380.0), load(0.4, 1200, 330.0)],
         "memory": {"backlog": 50000, "produce_s": 3.0, "seconds": 30.0, "processed": 30000,
                    "drained": False, "events_per_s": 1000.0, "steady_rss_mb": 150.0,
                    "peak_rss_mb": 160.0, "slope_mb_per_min": 0.4, "grows": False,
@@ -150,8 +160,32 @@ def test_the_summary_has_one_row_per_measured_figure_in_suite_order() -> None:
     assert names[:4] == ["ceiling Kafka consume->produce", "ceiling Kafka consume->produce, txn",
                          "ceiling Cassandra INSERT", "ceiling Cassandra INSERT IF NOT EXISTS"]
     assert sum(n.startswith("ledger ") for n in names) == 4
-    assert sum(n.startswith("latency ") for n in names) == 6
+    assert sum(n.startswith("latency ") for n in names) == 7
+    assert names[-3] == "latency EOS, 1 worker, 100 ms, p99 <= 350 ms up to"
     assert names[-2:] == ["reconcile 1,000,000 entries", "memory, 50,000 backlog"]
+
+
+def test_latency_against_load_names_the_highest_load_up_to_which_p99_met_its_target() -> None:
+    rows = by_name(summarize(suite()))
+    one = rows["latency EOS, 1 worker, 100 ms, p99 <= 350 ms up to"]
+    # 120/s 150 ms, 240/s 250 ms, 360/s 380 ms: over; 480/s and 600/s (340 ms) are under
+    # again, but a load past one that missed does not count
+    assert (one.throughput, one.p99_ms, one.met) == (240, 250.0, None)
+    assert one.note == ("20% of the maximum 1,200/s; p99 ms by load: "
+                        "10% 150, 20% 250, 30% 380, 40% 330, 50% 340")
+    assert not any(n.startswith("latency EOS, 2 workers, 100 ms, p99 <= 350 ms up to") for n in rows)
+
+
+def test_latency_against_load_that_misses_from_the_lightest_load_has_no_figure() -> None:
+    s = suite() | {"latency_load": [load(0.1, 1400, 360.0, workers=2),
+                                    load(0.2, 1400, 300.0, workers=2)]}
+    two = by_name(summarize(s))["latency EOS, 2 workers, 100 ms, p99 <= 350 ms up to"]
+    assert two.throughput is None
+    assert two.note == ("none of the loads measured (maximum 1,400/s); p99 ms by load: "
+                        "10% 360, 20% 300, 50% 300")
+    lost = suite() | {"latency_load": [load(0.1, 1200, 150.0) | {"missing": 2}]}
+    row = by_name(summarize(lost))["latency EOS, 1 worker, 100 ms, p99 <= 350 ms up to"]
+    assert row.throughput is None  # fast, but an item never arrived
 
 
 def test_ratios_name_their_baseline() -> None:
@@ -214,3 +248,42 @@ def test_the_seal_is_planned_after_the_ledger_at_its_pace_with_a_margin() -> Non
     assert seal_in_s(9900, 10_000, 9.0) == pytest.approx(8 + 9900 / 3000 + 2)
     # nothing recorded yet: a slow fallback pace, never a division by zero
     assert seal_in_s(0, 10_000, 0.0) == pytest.approx(1.25 * 10_000 / 300 + 2 + 2)
+
+
+def test_the_seal_and_end_to_end_rows_carry_their_targets() -> None:
+    batcher = {"payouts": 10_000, "payments_per_s": 2432.0, "cutoff_to_pacs008_s": 2.4,
+               "nb_of_txs": 10_000}
+    e2e = {"payments": 10_000, "ledger_workers": 2, "batchers": 2, "commit_interval_ms": 100,
+           "payments_per_s": 1600.0, "seal_to_pacs008_s": 1.1, "pacs008": 6, "seal_wait_s": 2.25,
+           "e2e_s": 6.25,
+           "late": 0, "worker_cpu_cores": 1.0, "peak_rss_mb": 120.0}
+    rows = by_name(summarize(suite() | {"batcher": batcher, "e2e": e2e}))
+    seal = rows["batcher, 10,000 payouts"]
+    assert (seal.target, seal.met) == ("seal <= 2 s", False)
+    e = rows["e2e to pacs.008, 10,000 payments, 2 batchers"]
+    assert (e.target, e.met, e.ratio) == (">= 3,000/s", False, 1.14)  # 1600 / ledger EOS 1400
+    assert e.note.endswith("waited 2.2 s for the seal; 2,500/s without that wait")  # 10,000 / 4 s
+    fast = by_name(summarize({"batcher": batcher | {"cutoff_to_pacs008_s": 1.9},
+                              "e2e": e2e | {"batchers": 1, "payments_per_s": 3100.0}}))
+    assert fast["batcher, 10,000 payouts"].met is True
+    assert fast["e2e to pacs.008, 10,000 payments, 1 batcher"].met is True
+
+
+def test_a_backlog_mostly_done_before_the_first_commit_is_not_a_throughput() -> None:
+    from settlement.bench import backlog_rate
+
+    assert backlog_rate(30_000, 25_000, 5.0, 1000) == 5000.0
+    with pytest.raises(RuntimeError, match="only 10 of 10,000 events were left"):
+        backlog_rate(10_000, 10, 2.0, 1000)  # printed as 5 events/s before
+    with pytest.raises(RuntimeError, match="drained between two lag samples"):
+        backlog_rate(10_000, 0, 1.0, 100)
+
+
+def test_a_placement_over_before_it_can_be_timed_has_no_rate() -> None:
+    assert rate_after_first_commit(10_000, 9_500, 2.0) == 4750.0  # counted from the first commit
+    assert rate_after_first_commit(2_000, 0, None) is None  # all placed between two samples
+    assert rate_after_first_commit(2_000, 100, 0.1) is None  # too little left to time
+    row = by_name(summarize({"batcher": {"payouts": 2_000, "payments_per_s": None,
+                                         "cutoff_to_pacs008_s": 0.66, "nb_of_txs": 2_000}}))
+    assert row["batcher, 2,000 payouts"].throughput is None
+    assert (row["batcher, 2,000 payouts"].target, row["batcher, 2,000 payouts"].met) == ("", None)
