@@ -44,7 +44,9 @@ def test_every_payment_paid_once_under_batcher_sigkills(ns: Namespace) -> None:
     start = first_cutoff - timedelta(minutes=2)
     manifest = list(loadgen.generate(PAYMENTS, merchants_n=300, currencies=["EUR", "USD"],
                                      seed=seed, start=start, span=timedelta(minutes=5)))
-    last_cutoff = next_minute(start + timedelta(minutes=5))
+    # a window ends at the first cutoff after its payments: the last one's closes at
+    # start + 5 minutes (late items hop on, and wait_settled waits for their windows)
+    last_cutoff = start + timedelta(minutes=5)
     ledger = Fleet.of("ledger", 1, env=env, log_dir=ns.log_dir)
     batchers = Fleet.of("batcher", 2, env=env, log_dir=ns.log_dir)
     ledger.start()
@@ -54,13 +56,18 @@ def test_every_payment_paid_once_under_batcher_sigkills(ns: Namespace) -> None:
         (produce_raw(ns.settings, [(r.key, r.value) for r in s]), time.sleep(2.0)) for s in slices])
     producer.start()
     kills = seal_kills = 0
-    cutoffs = [first_cutoff + timedelta(minutes=i) for i in range(6)]
+    # every cutoff that closes a window with payments in it, up to the last one
+    cutoffs = [first_cutoff + timedelta(minutes=i) for i in range(4)]
+    assert cutoffs[-1] == last_cutoff
     try:
-        while kills < KILLS or datetime.now(UTC) < last_cutoff:
+        while True:
             now = datetime.now(UTC)
             upcoming = [c for c in cutoffs if c + timedelta(seconds=GRACE_S) > now]
-            if upcoming and rng.random() < 0.5:
-                # aim at the moment the seal commands are issued and consumed
+            if kills >= KILLS and not upcoming:
+                break
+            # KILLS at random moments, mixed with (and then only) kills aimed at the
+            # moment each cutoff's seal commands are issued and consumed
+            if upcoming and (kills >= KILLS or rng.random() < 0.5):
                 wake = upcoming[0] + timedelta(seconds=GRACE_S + rng.uniform(0.0, 1.5))
                 time.sleep(max((wake - now).total_seconds(), 0))
                 seal_kills += 1
