@@ -65,9 +65,11 @@ def test_every_payment_paid_once_under_batcher_sigkills(ns: Namespace) -> None:
             upcoming = [c for c in cutoffs if c + timedelta(seconds=GRACE_S) > now]
             if kills >= KILLS and not upcoming:
                 break
-            # KILLS at random moments, mixed with (and then only) kills aimed at the
-            # moment each cutoff's seal commands are issued and consumed
-            if upcoming and (kills >= KILLS or rng.random() < 0.5):
+            # KILLS at random moments, and one kill aimed at the moment each cutoff's
+            # seal commands are issued and consumed (a random one never sleeps past it)
+            due = bool(upcoming) and (
+                upcoming[0] + timedelta(seconds=GRACE_S) - now).total_seconds() < 6.0
+            if upcoming and (kills >= KILLS or due or rng.random() < 0.5):
                 wake = upcoming[0] + timedelta(seconds=GRACE_S + rng.uniform(0.0, 1.5))
                 time.sleep(max((wake - now).total_seconds(), 0))
                 seal_kills += 1
@@ -92,3 +94,4 @@ def test_every_payment_paid_once_under_batcher_sigkills(ns: Namespace) -> None:
     assert not report.violations, f"seed={seed}: " + "; ".join(report.violations)
     assert codes == [0, 0, 0], f"workers did not drain cleanly: {codes} (seed={seed})"
     assert kills >= KILLS and report.figures["messages"] >= 3 * 2 * 4
+    assert seal_kills == len(cutoffs), f"a cutoff went by without its aimed kill (seed={seed})"
