@@ -391,7 +391,10 @@ def _check_payouts(v: Verdict, ledger: dict[str, tuple[int, int, str, str]], pay
         batch_of[r.payout_id].add(r.batch_id)
     v.fail("I2", "payout spread over two batches", (p for p, b in batch_of.items() if len(b) > 1))
     missing, wrong_net, unsent, wrong_sent = [], [], [], []
+    unsealed = {b for b, r in batches.items() if r.status != "sealed"}
     for pid, n in net.items():
+        if batch_of[pid] & unsealed:
+            continue  # its payout is written at the seal: the open batch is the violation
         po = payouts.get(pid)
         if po is None:
             missing.append(pid)

@@ -121,11 +121,23 @@ def test_a_consistent_world_passes() -> None:
     (lambda w: w["transitions"]["A"].append((4, "rejected")), "I5", "forbids"),
     (lambda w: w["transitions"]["B"].append((3, "exploded")), "I5", "outside the state machine"),
     (lambda w: setattr(w["batches"]["b1"], "status", "open"), "I2", "still open"),
+    (lambda w: w["payouts"].pop("B"), "I2", "sealed payout without its payout record"),
     (lambda w: w["ledger"].__setitem__("p4", (100, 10, "EUR", "m2")), "I3", "ledger's net"),
 ])
 def test_each_break_is_found_and_named(change: Any, invariant: str, words: str) -> None:
     found = broken(change)
     assert any(line.startswith(invariant) and words in line for line in found), found
+
+
+def test_an_open_batch_is_said_once_not_again_for_each_payout_it_would_seal() -> None:
+    def never_sealed(w: dict[str, Any]) -> None:
+        w["batches"]["b1"].status = "open"
+        w["payouts"].clear()
+        w["msgs"].clear()
+
+    found = broken(never_sealed)
+    assert any("batch still open" in line and "b1" in line for line in found), found
+    assert not any("payout record" in line or "no sent pacs.008" in line for line in found), found
 
 
 def test_ledger_items_and_dlq_against_what_was_sent() -> None:
