@@ -27,6 +27,7 @@ from settlement.runtime.worker import Worker
 from settlement.service.batcher import BatcherHandler
 from settlement.service.calendars import CalendarRegistry
 from settlement.service.gateway import GatewayHandler
+from settlement.service.inbound import DEFAULT_CONCURRENCY as INBOUND_CONCURRENCY
 from settlement.service.inbound import InboundHandler
 from settlement.service.ledger import LedgerHandler
 from settlement.store.batches import CassandraBatchStore
@@ -205,7 +206,8 @@ def _gateway(settings: Settings) -> Worker:
 def _inbound(settings: Settings) -> Worker:
     session = _worker_session(settings, "inbound")
     handler = InboundHandler(CassandraInboundStore(session), settings.topics,
-                             f"inbound-{settings.worker.instance_id}")
+                             f"inbound-{settings.worker.instance_id}",
+                             min(settings.cassandra.concurrency, INBOUND_CONCURRENCY))
     loop = StageLoop(
         kafka=settings.kafka, worker=settings.worker, handler=handler,
         topics=[settings.topics.bank_inbound],

@@ -7,11 +7,18 @@ a guarded LWT from the payout's current status; what the state machine does
 not allow (out of order, impossible, unknown payout) is parked with its
 reason, never applied and never lost. Every applied transition emits a
 settlement event in the same transaction as the offset.
+
+A message's transactions are applied `concurrency` at a time: each is a read, an
+LWT and a write, and one after another they waited on Cassandra's round trips.
+The transactions naming one EndToEndId stay in one task, in message order, and
+what they decide (events, parks, counts, logs) is taken up in message order, so
+the outcome is the one the sequential loop had.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -43,6 +50,7 @@ log = structlog.get_logger(__name__)
 MAX_BODY = 10 * 1024 * 1024
 ACCEPTED = {"ACSP", "ACCP", "ACSC", "ACTC", "ACWC"}
 MAX_BANK_LABEL = 64  # a BIC is 8 or 11 characters; the label keys Cassandra partitions
+DEFAULT_CONCURRENCY = 16  # transactions of one message applied at a time
 
 
 def _bank_of(rec: InboundRecord) -> str:
@@ -59,15 +67,53 @@ class InboundStats:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
+def run_all(pool: ThreadPoolExecutor, fn: Callable[[list[int]], None],
+            tasks: Sequence[list[int]]) -> None:
+    """fn(task) for every task on `pool`; returns when all are done, raising the first
+    error in task order (the others have finished, so nothing runs on behind the caller)."""
+    if len(tasks) <= 1:
+        for task in tasks:
+            fn(task)
+        return
+    futures = [pool.submit(fn, task) for task in tasks]
+    errors = [exc for f in futures if (exc := f.exception()) is not None]
+    if errors:
+        raise errors[0]
+
+
+@dataclass
+class _Step:
+    """One transaction of a message: a payout (or the EndToEndId that names one) and what
+    the bank says of it. `target` None: nothing to do (PDNG), once the payout is known."""
+
+    e2e: str | None
+    payout: PayoutRef | None
+    target: PayoutStatus | None
+    reason: str | None = None
+
+
+@dataclass
+class _Decided:
+    """What applying one step decided, taken up by the handler in message order."""
+
+    applied: PayoutRef | None = None
+    target: PayoutStatus | None = None
+    reason: str | None = None
+    park: tuple[str, str, str, PayoutRef | None] | None = None  # kind, reason, detail, payout
+
+
 class InboundHandler:
-    def __init__(self, store: InboundStore, topics: TopicSettings, worker_id: str) -> None:
+    def __init__(self, store: InboundStore, topics: TopicSettings, worker_id: str,
+                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
         self._store = store
         self._topics = topics
         self._worker_id = worker_id
         self.stats = InboundStats()
+        self._pool = ThreadPoolExecutor(max(concurrency, 1), thread_name_prefix="inbound-apply")
 
     def close(self) -> None:
-        """Nothing to release: the Cassandra session belongs to the worker."""
+        """The apply threads end; the Cassandra session belongs to the worker."""
+        self._pool.shutdown(wait=True)
 
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Nothing to claim: transitions are guarded per payout."""
@@ -132,21 +178,21 @@ class InboundHandler:
             if not payouts:
                 self._park(bank, rpt.msg_id, "pacs.002", "unknown_original_message",
                            f"OrgnlMsgId {rpt.orgnl_msg_id} matches no sent batch", body, src)
-            for po in payouts:
-                self._apply(bank, po, PayoutStatus.REJECTED, rpt.msg_id, src,
-                            rpt.group_reason, body, result)
+            self._apply_all(bank, "pacs.002", [
+                _Step(None, po, PayoutStatus.REJECTED, rpt.group_reason) for po in payouts],
+                rpt.msg_id, src, body, result)
             return
+        steps = []
         for tx in rpt.transactions:
-            ref = self._store.payout_by_e2e(tx.orgnl_end_to_end_id)
-            if ref is None:
-                self._park(bank, rpt.msg_id, "pacs.002", "unknown_payout",
-                           f"OrgnlEndToEndId {tx.orgnl_end_to_end_id} matches no payout", body, src)
-                continue
             if tx.status == "RJCT":
-                self._apply(bank, ref, PayoutStatus.REJECTED, rpt.msg_id, src, tx.reason, body, result)
+                target: PayoutStatus | None = PayoutStatus.REJECTED
             elif tx.status in ACCEPTED:
-                self._apply(bank, ref, PayoutStatus.ACCEPTED, rpt.msg_id, src, None, body, result)
-            # PDNG: nothing to do until a final status arrives
+                target = PayoutStatus.ACCEPTED
+            else:
+                target = None  # PDNG: nothing to do until a final status arrives
+            steps.append(_Step(tx.orgnl_end_to_end_id, None, target,
+                               tx.reason if tx.status == "RJCT" else None))
+        self._apply_all(bank, "pacs.002", steps, rpt.msg_id, src, body, result)
 
     def _return(self, bank: str, ret: PaymentReturn, body: bytes, src: str,
                 result: HandlerResult) -> None:
@@ -168,16 +214,11 @@ class InboundHandler:
                  result: HandlerResult) -> None:
         if not self._first(bank, ntf.msg_id, "camt.054", src):
             return
-        for entry in ntf.entries:
-            if entry.credit_debit != "DBIT" or entry.status != "BOOK" or entry.is_return:
-                continue  # credits to us (returns) are applied from the pacs.004
-            for e2e in entry.end_to_end_ids:
-                po = self._store.payout_by_e2e(e2e)
-                if po is None:
-                    self._park(bank, ntf.msg_id, "camt.054", "unknown_payout",
-                               f"booking for EndToEndId {e2e} matches no payout", body, src)
-                    continue
-                self._apply(bank, po, PayoutStatus.SETTLED, ntf.msg_id, src, None, body, result)
+        steps = [_Step(e2e, None, PayoutStatus.SETTLED) for entry in ntf.entries
+                 # credits to us (returns) are applied from the pacs.004
+                 if entry.credit_debit == "DBIT" and entry.status == "BOOK" and not entry.is_return
+                 for e2e in entry.end_to_end_ids]
+        self._apply_all(bank, "camt.054", steps, ntf.msg_id, src, body, result)
 
     def _statement(self, bank: str, stmt: Statement, body: bytes, src: str) -> None:
         if not self._first(bank, stmt.msg_id, "camt.053", src):
@@ -189,23 +230,80 @@ class InboundHandler:
 
     # -- state machine -----------------------------------------------------
 
-    def _apply(self, bank: str, po: PayoutRef, target: PayoutStatus, cause: str, src: str,
-               reason: str | None, body: bytes, result: HandlerResult) -> bool:
-        """Move `po` to `target` (True), or park the message (False): never both, never lost."""
+    def _apply_all(self, bank: str, kind: str, steps: Sequence[_Step], cause: str, src: str,
+                   body: bytes, result: HandlerResult) -> None:
+        """Apply a message's steps `concurrency` at a time; take up their decisions in order."""
+        by_e2e: dict[str, list[int]] = {}
+        tasks: list[list[int]] = []
+        for i, step in enumerate(steps):
+            if step.e2e is None:
+                tasks.append([i])
+            elif step.e2e in by_e2e:
+                by_e2e[step.e2e].append(i)  # the same payout again: after it, in its task
+            else:
+                by_e2e[step.e2e] = [i]
+                tasks.append(by_e2e[step.e2e])
+        decided: dict[int, _Decided] = {}
+
+        def run(task: list[int]) -> None:
+            for i in task:
+                decided[i] = self._decide(kind, steps[i], cause, src)
+
+        run_all(self._pool, run, tasks)
+        for i in range(len(steps)):
+            d = decided[i]
+            if d.park is not None:
+                self._park(bank, cause, *d.park[:3], body, src, d.park[3])
+            elif d.applied is not None and d.target is not None:
+                self._applied(bank, d.applied, d.target, cause, d.reason, result)
+
+    def _decide(self, kind: str, step: _Step, cause: str, src: str) -> _Decided:
+        """Look the payout up and move it: on an apply thread, so it only reads and writes
+        the store and returns what it decided."""
+        po = step.payout
+        if po is None:
+            assert step.e2e is not None
+            po = self._store.payout_by_e2e(step.e2e)
+            if po is None:
+                what = "booking for EndToEndId" if kind == "camt.054" else "OrgnlEndToEndId"
+                return _Decided(park=(kind, "unknown_payout",
+                                      f"{what} {step.e2e} matches no payout", None))
+        if step.target is None:
+            return _Decided()
+        return self._move(po, step.target, cause, src, step.reason)
+
+    def _move(self, po: PayoutRef, target: PayoutStatus, cause: str, src: str,
+              reason: str | None) -> _Decided:
+        """Move `po` to `target` (`applied`), or say why not (`park`): never both, never lost."""
         try:
             transition(PayoutStatus(po.status), target)
         except InvalidTransitionError as exc:
             if po.status != target.value:
-                self._park(bank, cause, target.value, "invalid_transition",
-                           f"payout {po.payout_id}: {exc}", body, src, po)
-                return False
+                return _Decided(park=(target.value, "invalid_transition",
+                                      f"payout {po.payout_id}: {exc}", po))
         outcome = self._store.transition(po, target.value, cause, src, reason)
         if outcome not in ("applied", "replay"):
             if outcome != target.value:
-                self._park(bank, cause, target.value, "invalid_transition",
-                           f"payout {po.payout_id} is {outcome}, cannot become {target.value}",
-                           body, src, po)
+                return _Decided(park=(target.value, "invalid_transition",
+                                      f"payout {po.payout_id} is {outcome}, cannot become "
+                                      f"{target.value}", po))
+            return _Decided()
+        return _Decided(applied=po, target=target, reason=reason)
+
+    def _apply(self, bank: str, po: PayoutRef, target: PayoutStatus, cause: str, src: str,
+               reason: str | None, body: bytes, result: HandlerResult) -> bool:
+        """Move `po` to `target` (True), or park the message (False), on this thread."""
+        d = self._move(po, target, cause, src, reason)
+        if d.park is not None:
+            self._park(bank, cause, *d.park[:3], body, src, po)
             return False
+        if d.applied is None:
+            return False
+        self._applied(bank, po, target, cause, reason, result)
+        return True
+
+    def _applied(self, bank: str, po: PayoutRef, target: PayoutStatus, cause: str,
+                 reason: str | None, result: HandlerResult) -> None:
         self.stats.applied += 1
         event_type = f"payout.{target.value}"
         event = {"type": event_type, "payout_id": po.payout_id,
@@ -217,7 +315,6 @@ class InboundHandler:
             headers=[("type", event_type.encode())]))
         log.info("payout.transition", payout_id=po.payout_id, batch_id=po.batch_id,
                  status=target.value, reason=reason, bank=bank, bank_msg_id=cause)
-        return True
 
     def _park(self, bank: str, msg_id: str, kind: str, reason: str, detail: str, body: bytes,
               src: str, payout: PayoutRef | None = None) -> None:

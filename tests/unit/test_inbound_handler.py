@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -16,7 +19,7 @@ from settlement.domain.bank_messages import (
     TxStatusReport,
 )
 from settlement.domain.batch import PayoutStatus, transition
-from settlement.domain.errors import InvalidTransitionError
+from settlement.domain.errors import InvalidTransitionError, RetryableError
 from settlement.iso20022.camt054 import render_camt054
 from settlement.iso20022.pacs002 import render_pacs002
 from settlement.iso20022.pacs004 import render_pacs004
@@ -207,3 +210,62 @@ def test_any_record_key_names_a_bank_and_the_message_is_still_parked(
     h = InboundHandler(Store(), TOPICS, "in-test")
     h.handle([InboundRecord(SourceRef(TOPICS.bank_inbound, 0, 1), key, b"<x/>", headers)])
     assert parked == [bank]
+
+
+def test_a_messages_transactions_are_applied_at_the_same_time() -> None:
+    """Two payouts' LWTs meet at a barrier: one after the other, the first would wait alone."""
+    meet = threading.Barrier(2, timeout=5)
+
+    class Slow(FakeInbound):
+        def transition(self, po: PayoutRef, *args: Any) -> str:
+            meet.wait()
+            return super().transition(po, *args)
+
+    store = Slow()
+    store.add("PO1", "E1", "MSG1")
+    store.add("PO2", "E2", "MSG1")
+    h = InboundHandler(store, TOPICS, "in-test", concurrency=2)
+    try:
+        res = h.handle([Feed()(pacs002("S1", ("E1", "ACSP", None), ("E2", "RJCT", "AC04")))])
+    finally:
+        h.close()
+    assert [e["payout_id"] for e in events(res)] == ["PO1", "PO2"]
+
+
+def test_applied_at_the_same_time_it_comes_out_as_one_after_the_other(env) -> None:
+    """Events and parks in message order; the same payout twice in one message is applied
+    in that order (the second is a replay of the first, as it always was)."""
+    h, store, feed = env
+    for i in range(3, 40):
+        store.add(f"PO{i}", f"E{i}", "MSG1")
+    txs = [(f"E{i}", "ACSP" if i % 3 else "RJCT", None if i % 3 else "AC04") for i in range(1, 40)]
+    txs[5:5] = [("NOPE", "ACSP", None), ("E1", "ACSP", None)]
+    res = h.handle([feed(pacs002("S1", *txs))])
+    assert [e["payout_id"] for e in events(res)] == (
+        [f"PO{i}" for i in range(1, 6)] + ["PO1"] + [f"PO{i}" for i in range(6, 40)])
+    assert [e["type"] for e in events(res)][:6] == ["payout.accepted"] * 2 + [
+        "payout.rejected"] + ["payout.accepted"] * 3
+    assert store.parked == [("unknown_payout", "OrgnlEndToEndId NOPE matches no payout")]
+    assert h.stats.applied == 40
+
+
+def test_an_error_in_one_transaction_fails_the_message_after_the_others_are_done() -> None:
+    """The loop retries the whole message; no apply thread may run on behind it."""
+    done: list[str] = []
+
+    class Failing(FakeInbound):
+        def transition(self, po: PayoutRef, *args: Any) -> str:
+            if po.payout_id == "PO1":
+                raise RetryableError("Cassandra is down")
+            time.sleep(0.2)
+            done.append(po.payout_id)
+            return super().transition(po, *args)
+
+    store = Failing()
+    store.add("PO1", "E1", "MSG1")
+    store.add("PO2", "E2", "MSG1")
+    h = InboundHandler(store, TOPICS, "in-test", concurrency=4)
+    with pytest.raises(RetryableError):
+        h.handle([Feed()(pacs002("S1", ("E1", "ACSP", None), ("E2", "ACSP", None)))])
+    assert done == ["PO2"]
+    h.close()
