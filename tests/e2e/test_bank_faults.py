@@ -54,7 +54,7 @@ OUTAGE_MIN_S, OUTAGE_OPEN_S, OUTAGE_MAX_S = 25.0, 5.0, 240.0
 class Breakers:
     opened: int = 0
     closed: int = 0
-    opened_at: Counter[str] = field(default_factory=Counter)  # per bank
+    opened_by_bank: Counter[str] = field(default_factory=Counter)  # per bank
     left_open: list[str] = field(default_factory=list)  # in a process that stopped (drained)
     killed_open: list[str] = field(default_factory=list)  # in a process that was SIGKILLed
 
@@ -83,7 +83,7 @@ def breaker_history(logs: list[Path]) -> Breakers:
             elif event == "gateway.breaker_state":
                 state[e["bank"]] = e["new"]
                 out.opened += e["new"] == "open"
-                out.opened_at[e["bank"]] += e["new"] == "open"
+                out.opened_by_bank[e["bank"]] += e["new"] == "open"
                 out.closed += e["new"] == "closed"
             elif event == "worker.stopped":
                 out.left_open += _not_closed(f"{path.name}#{lifetime}", state)
@@ -128,7 +128,7 @@ def test_payouts_agree_with_the_banks_under_faults_and_kills(ns: Namespace, tmp_
             while time.monotonic() < deadline:
                 if not bank_up:
                     now = time.monotonic()
-                    if first_open is None and breaker_history(gateway_logs).opened_at[DOWN]:
+                    if first_open is None and breaker_history(gateway_logs).opened_by_bank[DOWN]:
                         first_open = now
                     if now - down_since > OUTAGE_MAX_S or (
                             first_open is not None and now - first_open > OUTAGE_OPEN_S
@@ -180,6 +180,6 @@ def test_payouts_agree_with_the_banks_under_faults_and_kills(ns: Namespace, tmp_
     assert not problems, f"seed={seed}: " + "; ".join(problems[:20])
     # Breakers live in a process: one that opened in a gateway SIGKILLed meanwhile ended
     # with it. Every gateway that ran to the end must have closed each breaker it opened.
-    assert breakers.opened_at[DOWN], f"the outage of {DOWN} ({outage_s:.0f} s) never opened its breaker"
+    assert breakers.opened_by_bank[DOWN], f"the outage of {DOWN} ({outage_s:.0f} s) never opened its breaker"
     assert not breakers.left_open, f"breakers still open when their gateway stopped: {breakers.left_open}"
     assert kills >= KILLS and all(c == 0 for c in codes), codes
