@@ -96,9 +96,7 @@ class _Step:
 class _Decided:
     """What applying one step decided, taken up by the handler in message order."""
 
-    applied: PayoutRef | None = None
-    target: PayoutStatus | None = None
-    reason: str | None = None
+    applied: PayoutRef | None = None  # moved to its step's target
     park: tuple[str, str, str, PayoutRef | None] | None = None  # kind, reason, detail, payout
 
 
@@ -250,12 +248,12 @@ class InboundHandler:
                 decided[i] = self._decide(kind, steps[i], cause, src)
 
         run_all(self._pool, run, tasks)
-        for i in range(len(steps)):
+        for i, step in enumerate(steps):
             d = decided[i]
             if d.park is not None:
                 self._park(bank, cause, *d.park[:3], body, src, d.park[3])
-            elif d.applied is not None and d.target is not None:
-                self._applied(bank, d.applied, d.target, cause, d.reason, result)
+            elif d.applied is not None and step.target is not None:
+                self._applied(bank, d.applied, step.target, cause, step.reason, result)
 
     def _decide(self, kind: str, step: _Step, cause: str, src: str) -> _Decided:
         """Look the payout up and move it: on an apply thread, so it only reads and writes
@@ -288,7 +286,7 @@ class InboundHandler:
                                       f"payout {po.payout_id} is {outcome}, cannot become "
                                       f"{target.value}", po))
             return _Decided()
-        return _Decided(applied=po, target=target, reason=reason)
+        return _Decided(applied=po)
 
     def _apply(self, bank: str, po: PayoutRef, target: PayoutStatus, cause: str, src: str,
                reason: str | None, body: bytes, result: HandlerResult) -> bool:
