@@ -172,7 +172,7 @@ def test_payouts_agree_with_the_banks_under_faults_and_kills(ns: Namespace, tmp_
         theirs = bank_records(url)
     sent = {e: v for e, v in ours.items() if v[0] != "nothing_to_pay"}
     problems = disagreements(sent, theirs)
-    breakers = breaker_history([w.log_path for w in victims.workers if w.role == "gateway"])
+    breakers = breaker_history(gateway_logs)
     print(f"kills={kills} payouts={Counter(v[0] for v in sent.values())} "
           f"{DOWN} down {outage_s:.0f} s; "
           f"breaker opened {breakers.opened}x, closed {breakers.closed}x; "
