@@ -39,10 +39,11 @@ from settlement.domain.batch import (
     transaction_ids,
 )
 from settlement.domain.calendar import PayoutWindow
-from settlement.domain.errors import RetryableError
+from settlement.domain.errors import RetryableError, SettlementError
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
 from settlement.domain.reconciliation import ExpectedBooking, ExpectedKind
+from settlement.iso20022.errors import MessageRefusedError
 from settlement.service.deadletter import dead_letter, header
 from settlement.service.ports import (
     AddOutcome,
@@ -69,6 +70,11 @@ def _log_warm_failure(done: Future[None]) -> None:
 
 class BatchOwnershipLostError(RetryableError):
     """Another worker holds a newer epoch for this items partition (we are a zombie)."""
+
+
+class BatchTooLargeError(SettlementError):
+    """A sealed batch's pacs.008 is over the size one message may have (the limit our own
+    parser and the banks' endpoints take): its payouts are marked unsent, not sent."""
 
 
 class Calendars(Protocol):
@@ -359,7 +365,16 @@ class BatcherHandler:
             return
         assert state.sealed_at is not None and state.msg_id is not None
         self.stats.sealed += state.applied
-        xml = self._message(head, state.sealed_at, state.msg_id)
+        try:
+            xml = self._message(head, state.sealed_at, state.msg_id)
+        except BatchTooLargeError as exc:
+            # Sending it is not possible and retrying the seal would fail the same way: the
+            # command goes to the items DLQ, the worker and the partition's other batches go on.
+            log.error("batch.too_large", batch_id=batch_id, bank=head.bank_bic,
+                      currency=head.currency, detail=str(exc))
+            self._dead_letter(rec, result, "pacs008_oversized", str(exc), type(exc).__name__,
+                              batch_id=batch_id)
+            return
         if xml is not None:
             self.stats.published += 1
             result.after_commit.append(partial(self._published, head, state.msg_id))
@@ -456,7 +471,12 @@ class BatcherHandler:
             wait([rendering])  # also when the write failed: a retry must not overlap it
         t_payouts = time.monotonic()
         writes.result()  # the write's error wins over the render's, as when they ran in turn
-        xml = rendering.result() if rendering is not None else None
+        try:
+            xml = rendering.result() if rendering is not None else None
+        except MessageRefusedError as exc:
+            if exc.code != "oversized":
+                raise
+            self._too_large(head, sealed_at, msg_id, txs, rows, exc)
         if xml is not None:
             self._store.save_expected(head.batch_id, [ExpectedBooking(
                 ExpectedKind.PAYOUT, head.bank_bic, head.settlement_date, head.currency,
@@ -476,6 +496,22 @@ class BatcherHandler:
                  writes_ms=int((t_payouts - t_write) * 1000),
                  store_ms=int((time.monotonic() - t_payouts) * 1000))
         return xml
+
+    def _too_large(self, head: BatchHeader, sealed_at: datetime, msg_id: str,
+                   txs: list[PayoutTx], rows: list[BatchRow], exc: MessageRefusedError) -> None:
+        """The batch's payouts were written as sent, beside the render: they are 'unsent'
+        now, the batch index says 'oversized', and nothing is stored or published."""
+        self._store.mark_unsent([t.payout_id for t in txs], sealed_at)
+        self._store.mark_index((
+            "oversized", len(txs), sum(t.amount_minor for t in txs), len(rows),
+            sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
+            head.items_partition, head.batch_id))
+        shards = self._cal.shards(head.bank_bic)
+        raise BatchTooLargeError(
+            f"batch {head.batch_id}: its pacs.008 of {len(txs):,} payouts is too large to send "
+            f"({exc.detail}); its payouts are marked unsent. "
+            f"Raise `shards` for bank {head.bank_bic} (now {shards}) so a window's batches stay "
+            "under ~9,000 payouts each, then `settlement payouts retry` them") from exc
 
     def _save_payouts(self, payouts: list[tuple[object, ...]],
                       retried: list[tuple[object, ...]]) -> None:

@@ -227,6 +227,11 @@ class BatchStore(Protocol):
 
     def mark_index(self, params: tuple[object, ...]) -> None: ...
 
+    def mark_unsent(self, payout_ids: Sequence[str], sealed_at: datetime) -> None:
+        """Payouts of a sealed batch whose pacs.008 could not be sent: status 'unsent',
+        over the seal's own write (deterministic, so a replayed seal writes the same)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

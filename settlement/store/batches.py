@@ -80,6 +80,8 @@ class CassandraBatchStore:
             "UPDATE payouts USING TIMESTAMP ? SET batch_id = ?, window_id = ?, attempt = ?, "
             "end_to_end_id = ?, instr_id = ?, uetr = ?, status = ?, updated_at = ? "
             "WHERE payout_id = ?")
+        self._unsent = p("UPDATE payouts USING TIMESTAMP ? SET status = 'unsent' "
+                         "WHERE payout_id = ?")
         self._index_sealed = p(
             "UPDATE batch_index SET status = ?, nb_of_txs = ?, ctrl_sum = ?, payments = ?, "
             "late_payments = ?, msg_id = ?, sealed_at = ? "
@@ -203,6 +205,13 @@ class CassandraBatchStore:
 
     def mark_index(self, params: tuple[Any, ...]) -> None:
         self._all(self._index_sealed, [params], "update batch index")
+
+    def mark_unsent(self, payout_ids: Sequence[str], sealed_at: datetime) -> None:
+        # One microsecond after the seal's own write of these rows, so it wins over their
+        # 'sent' and loses to any later transition (an operator's retry).
+        stamp = int(sealed_at.timestamp() * 1_000_000) + 1
+        write_batched(self._s, self._unsent, [(stamp, p) for p in payout_ids],
+                      "mark payouts unsent", self._batch_rows)
 
     # -- plumbing --------------------------------------------------------------
 

@@ -67,3 +67,15 @@ def test_retried_payouts_in_batches_move_to_their_new_attempt(session: Session) 
     got = {r.payout_id: (r.attempt, r.end_to_end_id) for r in session.execute(
         "SELECT payout_id, attempt, end_to_end_id FROM payouts") if r.payout_id.startswith("POC")}
     assert len(got) == 100 and all(a == 2 and e.endswith("-2") for a, e in got.values())
+
+
+def test_unsent_payouts_stay_unsent_when_a_seal_is_replayed(session: Session) -> None:
+    """A pacs.008 too large to send: its payouts, written as sent at the seal's timestamp,
+    are marked unsent one microsecond later, so a replayed seal's same write cannot undo it."""
+    store = CassandraBatchStore(session, batch_rows=32)
+    store.save_payouts(payouts("D", 100))
+    store.mark_unsent([f"POD{i:05d}" for i in range(60)], SEALED_AT)
+    store.save_payouts(payouts("D", 100))  # the replayed seal
+    got = table(session, "D")
+    assert sorted(v[3] for v in got.values()) == ["sent"] * 40 + ["unsent"] * 60
+    assert got["POD00007"][3] == "unsent" and got["POD00077"][3] == "sent"

@@ -29,6 +29,7 @@ class FakeBatchStore:
         self.messages: dict[str, bytes] = {}
         self.payouts: dict[str, tuple[Any, ...]] = {}
         self.expected: dict[str, list[ExpectedBooking]] = {}
+        self.index: dict[str, tuple[Any, ...]] = {}  # batch id -> its mark_index params
 
     def claim(self, topic: str, partition: int, owner: str) -> int:
         self.epochs[partition] = self.epochs.get(partition, 0) + 1
@@ -98,4 +99,9 @@ class FakeBatchStore:
         self.messages[params[0]] = params[7]
 
     def mark_index(self, params: tuple[Any, ...]) -> None:
-        pass
+        self.index[str(params[-1])] = params
+
+    def mark_unsent(self, payout_ids: Sequence[str], sealed_at: datetime) -> None:
+        for pid in payout_ids:
+            p = self.payouts[pid]
+            self.payouts[pid] = (*p[:14], "unsent", *p[15:])

@@ -13,7 +13,7 @@ from settlement.domain.calendar import PayoutWindow
 from settlement.domain.errors import RetryableError
 from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
-from settlement.iso20022.errors import MessageBuildError
+from settlement.iso20022.errors import MessageBuildError, MessageRefusedError
 from settlement.iso20022.pacs008 import parse_pacs008_summary, render_pacs008
 from settlement.service.batcher import BatcherHandler, BatchOwnershipLostError
 from settlement.service.calendars import CalendarRegistry
@@ -258,6 +258,45 @@ def test_a_render_that_fails_leaves_the_payouts_saved_and_nothing_sent(env) -> N
         _seal(h, log, clock)
     assert len(store.payouts) == 2  # written while the render ran, as before it
     assert store.messages == {} and store.expected == {}
+    h.close()
+
+
+def test_a_pacs008_too_large_to_send_marks_its_payouts_unsent_and_the_worker_goes_on(
+        env) -> None:
+    store, clock, log = env
+    too_large = {"MOCKDEFFXXX-EUR-20261102T1000-0"}
+
+    def render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
+        if batch.batch_id in too_large:  # as the XSD check refuses a body over 10 MiB
+            raise MessageRefusedError("oversized", "41100369 bytes exceeds the limit of 10485760")
+        return _render(batch, debtor, cb, sm)
+
+    h = BatcherHandler(store, FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
+                       BatcherSettings(seal_grace_s=5), ProcessorSettings(), render, "b",
+                       clock=clock)
+    h.assigned([(TOPICS.items, 0)])
+    h.handle([log.rec(item("p1")), log.rec(item("p2", merchant="m-pay")),
+              log.rec(item("p3", merchant="m-pay", amount=30, fee=30))])  # nets to zero
+    cmd, [dlq] = _seal(h, log, clock)  # no exception: the command is dead-lettered
+    assert dlq.topic == TOPICS.items_dlq
+    assert header(dlq.headers, "dlq.reason") == "pacs008_oversized"
+    assert "marked unsent" in header(dlq.headers, "dlq.detail")
+    assert "Raise `shards` for bank MOCKDEFFXXX (now 1)" in header(dlq.headers, "dlq.detail")
+    assert sorted(p[14] for p in store.payouts.values()) == ["nothing_to_pay", "unsent", "unsent"]
+    assert store.messages == {} and store.expected == {}
+    [index] = store.index.values()
+    assert (index[0], index[1]) == ("oversized", 2)
+
+    again = h.handle([cmd]).outputs  # a replayed command: the same outcome, nothing sent
+    assert [header(o.headers, "dlq.reason") for o in again] == ["pacs008_oversized"]
+    assert sorted(p[14] for p in store.payouts.values()) == ["nothing_to_pay", "unsent", "unsent"]
+
+    # the next window's batch on the same partition seals and sends as usual
+    h.handle([log.rec(item("p4", at=T0 + timedelta(hours=1, minutes=10)))])
+    clock.now = T0 + timedelta(hours=2, seconds=6)
+    [next_cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    [msg] = h.handle([log.from_output(next_cmd)]).outputs
+    assert msg.topic == TOPICS.bank_outbound
     h.close()
 
 
