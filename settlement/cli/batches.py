@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from cassandra import ConsistencyLevel
@@ -128,56 +128,110 @@ def payouts_show(
 @payouts_app.command("retry")
 def payouts_retry(
     ctx: typer.Context,
-    payout_id: Annotated[str, typer.Argument(help="A rejected payout (see `payouts show`).")],
+    payout_id: Annotated[Optional[str], typer.Argument(  # noqa: UP045 - typer needs Optional
+        help="A rejected or unsent payout (see `payouts show`).")] = None,
+    batch: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Instead: every rejected or unsent payout of this batch (see `batches show`).")
+    ] = None,
 ) -> None:
     """Send a rejected payout again, as a new attempt (new EndToEndId and UETR) in the next
     batch of the merchant's current bank. Fix the merchant's account first
     (`settlement merchants upsert`). A payout never has two live attempts: only a rejected
-    payout can be retried, and only once per rejection.
+    payout can be retried, and only once per rejection. An unsent payout (its batch's
+    pacs.008 was too large to send: raise the bank's `shards` first) is retried the same way;
+    `--batch` retries all of a batch's at once.
 
-    Example: settlement payouts retry PO0A1B2C...
+    Example: settlement payouts retry PO0A1B2C...   or   settlement payouts retry --batch B-1
     """
+    if payout_id is None and batch is None:
+        raise typer.BadParameter("Missing argument 'payout_id' (or --batch BATCH_ID).",
+                                 param_hint="PAYOUT_ID")
+    if payout_id is not None and batch is not None:
+        raise typer.BadParameter("name a payout or --batch, not both", param_hint="PAYOUT_ID")
     s = state(ctx).settings()
 
     def _go() -> str:
         session = bootstrap.cassandra(s)
+        producer = Producer({**s.kafka.client_config(), "enable.idempotence": True})
+        registry = bootstrap.merchant_registry(s, session)
         try:
-            stmt = SimpleStatement(
-                "SELECT payout_id, status, attempt, merchant_id, currency, amount_minor "
-                "FROM payouts WHERE payout_id = %s", consistency_level=ConsistencyLevel.SERIAL)
-            p = session.execute(stmt, (payout_id,)).one()
-            if p is None:
-                fail(f"no payout {payout_id}")
-            if p.status not in ("rejected", "retrying"):
-                fail(f"payout {payout_id} is {p.status}; only a rejected payout can be retried")
-            account = bootstrap.merchant_registry(s, session).lookup(p.merchant_id, p.currency)
-            if account is None:
-                fail(f"merchant {p.merchant_id} has no {p.currency} payout account; add one first")
-            attempt = (p.attempt or 1) + (1 if p.status == "rejected" else 0)
-            if p.status == "rejected":
-                # The one guard against two live attempts: a single LWT wins.
-                won = session.execute(
-                    "UPDATE payouts SET status = 'retrying', attempt = %s, updated_at = "
-                    "toTimestamp(now()) WHERE payout_id = %s IF status = 'rejected' "
-                    "AND attempt = %s", (attempt, payout_id, p.attempt or 1)).one()
-                # Lost the race to another operator's retry of the same attempt: that is the
-                # same request, so carry on and (re)send it; anything else is a real change.
-                if not won.applied and not (won.status == "retrying"
-                                            and (won.attempt or 1) == attempt):
-                    fail(f"payout {payout_id} changed meanwhile (now {won.status}); not retried")
-            # Re-running for a payout already 'retrying' re-sends the same command: the
-            # batcher places (payout, attempt) once.
-            cmd = {"payout_id": payout_id, "attempt": attempt, "merchant_id": p.merchant_id,
-                   "currency": p.currency, "bank_bic": account.bank_bic,
-                   "amount_minor": p.amount_minor}
-            producer = Producer({**s.kafka.client_config(), "enable.idempotence": True})
-            producer.produce(s.topics.items, key=f"{account.bank_bic}:{p.currency}".encode(),
-                             value=json.dumps(cmd).encode(),
-                             headers=[("kind", b"retry"), ("payout_id", payout_id.encode())])
-            if producer.flush(30):
-                fail("Kafka did not acknowledge the retry; run the command again")
-            return f"payout {payout_id}: attempt {attempt} queued for {account.bank_bic}"
+            if payout_id is not None:
+                queued, why = _retry(session, registry, producer, s, payout_id)
+                if not queued:
+                    fail(why)
+                _flush(producer)
+                return why
+            ids = sorted({r.payout_id for r in session.execute(
+                "SELECT payout_id FROM batches WHERE batch_id = %s", (batch,))
+                if r.payout_id is not None})
+            if not ids:
+                fail(f"no batch {batch}, or it has no payouts")
+            done, skipped = 0, []
+            for n, pid in enumerate(ids, 1):
+                queued, why = _retry(session, registry, producer, s, pid, only_failed=True)
+                if queued:
+                    done += 1
+                elif why:
+                    skipped.append(why)
+                if n % 1000 == 0:
+                    console.print(f"  {n:,} of {len(ids):,} payouts looked at, {done:,} queued")
+            _flush(producer)
+            for why in skipped[:10]:
+                console.print(f"  skipped: {why}", highlight=False)
+            return (f"batch {batch}: {done:,} of {len(ids):,} payouts queued for a new attempt"
+                    + (f", {len(skipped):,} skipped" if skipped else ""))
         finally:
             session.cluster.shutdown()
 
     console.print(run(_go))
+
+
+def _flush(producer: Producer) -> None:
+    if producer.flush(30):
+        fail("Kafka did not acknowledge the retry; run the command again")
+
+
+def _retry(session: Any, registry: Any, producer: Producer, s: Any, payout_id: str,
+           only_failed: bool = False) -> tuple[bool, str]:
+    """Queue one payout's new attempt: (queued, what happened). With `only_failed`, a
+    payout that is neither rejected, unsent nor retrying is passed over without a word."""
+    stmt = SimpleStatement(
+        "SELECT payout_id, status, attempt, merchant_id, currency, amount_minor "
+        "FROM payouts WHERE payout_id = %s", consistency_level=ConsistencyLevel.SERIAL)
+    p = session.execute(stmt, (payout_id,)).one()
+    if p is None:
+        return False, f"no payout {payout_id}"
+    if p.status not in ("rejected", "unsent", "retrying"):
+        return False, ("" if only_failed else
+                       f"payout {payout_id} is {p.status}; only a rejected or unsent payout "
+                       "can be retried")
+    account = registry.lookup(p.merchant_id, p.currency)
+    if account is None:
+        return False, f"merchant {p.merchant_id} has no {p.currency} payout account; add one first"
+    attempt = (p.attempt or 1) + (0 if p.status == "retrying" else 1)
+    if p.status != "retrying":
+        # The one guard against two live attempts: a single LWT wins.
+        won = session.execute(
+            "UPDATE payouts SET status = 'retrying', attempt = %s, updated_at = "
+            "toTimestamp(now()) WHERE payout_id = %s IF status = %s "
+            "AND attempt = %s", (attempt, payout_id, p.status, p.attempt or 1)).one()
+        # Lost the race to another operator's retry of the same attempt: that is the
+        # same request, so carry on and (re)send it; anything else is a real change.
+        if not won.applied and not (won.status == "retrying"
+                                    and (won.attempt or 1) == attempt):
+            return False, f"payout {payout_id} changed meanwhile (now {won.status}); not retried"
+    # Re-running for a payout already 'retrying' re-sends the same command: the
+    # batcher places (payout, attempt) once.
+    cmd = {"payout_id": payout_id, "attempt": attempt, "merchant_id": p.merchant_id,
+           "currency": p.currency, "bank_bic": account.bank_bic,
+           "amount_minor": p.amount_minor}
+    while True:
+        try:
+            producer.produce(s.topics.items, key=f"{account.bank_bic}:{p.currency}".encode(),
+                             value=json.dumps(cmd).encode(),
+                             headers=[("kind", b"retry"), ("payout_id", payout_id.encode())])
+            break
+        except BufferError:
+            producer.poll(0.1)
+    producer.poll(0)
+    return True, f"payout {payout_id}: attempt {attempt} queued for {account.bank_bic}"
