@@ -13,6 +13,7 @@ from rich.table import Table
 
 from settlement import bootstrap
 from settlement.cli.context import console, fail, run, state
+from settlement.config import Settings
 from settlement.domain.money import format_minor
 
 batches_app = typer.Typer(help="Settlement batches (one pacs.008 each).", no_args_is_help=True)
@@ -191,7 +192,7 @@ def _flush(producer: Producer) -> None:
         fail("Kafka did not acknowledge the retry; run the command again")
 
 
-def _retry(session: Any, registry: Any, producer: Producer, s: Any, payout_id: str,
+def _retry(session: Any, registry: Any, producer: Producer, s: Settings, payout_id: str,
            only_failed: bool = False) -> tuple[bool, str]:
     """Queue one payout's new attempt: (queued, what happened). With `only_failed`, a
     payout that is neither rejected, unsent nor retrying is passed over without a word."""

@@ -106,7 +106,9 @@ def bench_ledger(
 @bench_app.command("batcher")
 def bench_batcher(
     ctx: typer.Context,
-    payouts: Annotated[int, typer.Option(min=100, help="Payments = payouts in the one batch.")] = 10_000,
+    payouts: Annotated[int, typer.Option(
+        min=100, max=10_000, help="Payments = payouts in the one batch (one pacs.008 holds "
+                                  "~10,200 at most: docs/architecture.md).")] = 10_000,
     out: Annotated[Path, typer.Option(help="JSON results.")] = Path("bench-out/batcher.json"),
 ) -> None:
     """Batcher: payments/s placed into payouts and batches, and the time from a cutoff
