@@ -41,7 +41,7 @@ from settlement.bench_kit import (
 from settlement.config import Settings
 from settlement.kafka.reader import group_lag, headers_dict, pending_records
 from settlement.runtime.local import Fleet, child_env
-from settlement.runtime.namespace import drop, namespace, provision
+from settlement.runtime.namespace import Namespace, drop, namespace, provision
 from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.session import connect
 
@@ -82,6 +82,18 @@ def seal_in_s(done: int, total: int, elapsed_s: float, boot_s: float = 8.0,
     return max(1.25 * ledger_left_s + 2, boot_s + done / batcher_rate) + 2
 
 
+def pipeline_env(ns: Namespace, session: Session, commit_interval_ms: int, seed: int,
+                 **extra: str) -> dict[str, str]:
+    """Registers the scenario's merchants; the workers' environment: the commit interval,
+    a cutoff every minute, seal checks every 0.2 s, and any `extra` variables."""
+    CassandraMerchantRegistry(session).upsert(loadgen.merchants(
+        MERCHANTS, BANKS, CURRENCIES, seed, per_payment_share=0.05))
+    return child_env(ns.env | {
+        "SETTLEMENT_WORKER__COMMIT_INTERVAL_MS": str(commit_interval_ms),
+        "SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(MINUTE_CUTOFFS),
+        "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.2", **extra})
+
+
 def run_e2e(base: Settings, *, payments: int, ledger_workers: int, batchers: int,
             commit_interval_ms: int, prefix: str, log_dir: Path, say: Callable[[str], None],
             expected_rate: float | None = None, seed: int = 29, timeout_s: float = 300) -> E2EResult:
@@ -94,12 +106,7 @@ def run_e2e(base: Settings, *, payments: int, ledger_workers: int, batchers: int
     session = connect(s.cassandra, keyspace=s.cassandra.keyspace)
     fleet = Fleet([])
     try:
-        CassandraMerchantRegistry(session).upsert(loadgen.merchants(
-            MERCHANTS, BANKS, CURRENCIES, seed, per_payment_share=0.05))
-        env = child_env(ns.env | {
-            "SETTLEMENT_WORKER__COMMIT_INTERVAL_MS": str(commit_interval_ms),
-            "SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(MINUTE_CUTOFFS),
-            "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.2"})
+        env = pipeline_env(ns, session, commit_interval_ms, seed)
         fleet = Fleet.of("ledger", ledger_workers, env=env, log_dir=log_dir, prefix=f"{prefix}-")
         fleet.start()
         wait_group_ready(s.kafka, f"{ns.prefix}-ledger", ledger_workers)

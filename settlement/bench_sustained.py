@@ -22,7 +22,6 @@ next, so the last window closes as production ends. Measured:
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -36,7 +35,7 @@ import psutil
 from confluent_kafka import Message
 
 from settlement import loadgen
-from settlement.bench_e2e import BANKS, CURRENCIES, MERCHANTS, MINUTE_CUTOFFS
+from settlement.bench_e2e import CURRENCIES, MERCHANTS, pipeline_env
 from settlement.bench_kit import (
     CommittedReader,
     Meter,
@@ -49,9 +48,8 @@ from settlement.bench_kit import (
 )
 from settlement.config import Settings
 from settlement.kafka.reader import group_lag, headers_dict, pending_records
-from settlement.runtime.local import Fleet, child_env
+from settlement.runtime.local import Fleet
 from settlement.runtime.namespace import drop, namespace, provision
-from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.session import connect
 
 GRACE_S = 2.0  # the batcher's default seal grace
@@ -167,13 +165,8 @@ def run_sustained(base: Settings, *, rate: float, duration_s: float, ledger_work
     fleet = Fleet([])
     n = int(rate * duration_s)
     try:
-        CassandraMerchantRegistry(session).upsert(loadgen.merchants(
-            MERCHANTS, BANKS, CURRENCIES, seed, per_payment_share=0.05))
-        env = child_env(ns.env | {
-            "SETTLEMENT_WORKER__COMMIT_INTERVAL_MS": str(commit_interval_ms),
-            "SETTLEMENT_BATCHER__DEFAULT_BANK": json.dumps(MINUTE_CUTOFFS),
-            "SETTLEMENT_BATCHER__SEAL_GRACE_S": str(GRACE_S),
-            "SETTLEMENT_BATCHER__SEAL_CHECK_INTERVAL_S": "0.2"})
+        env = pipeline_env(ns, session, commit_interval_ms, seed,
+                           SETTLEMENT_BATCHER__SEAL_GRACE_S=str(GRACE_S))
         fleet = Fleet.of("ledger", ledger_workers, env=env, log_dir=log_dir, prefix=f"{prefix}-")
         more = Fleet.of("batcher", batchers, env=env, log_dir=log_dir, prefix=f"{prefix}-")
         fleet.workers += more.workers
