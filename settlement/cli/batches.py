@@ -43,7 +43,7 @@ def batches_list(
     ctx: typer.Context,
     bank: Annotated[str | None, typer.Option(help="Only this bank BIC.")] = None,
     date: Annotated[str | None, typer.Option(help="Only windows on this date (YYYY-MM-DD).")] = None,
-    status: Annotated[str | None, typer.Option(help="open, sent or empty.")] = None,
+    status: Annotated[str | None, typer.Option(help="open, sent, empty or oversized.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 100,
 ) -> None:
     """List batches with their totals, newest window first.
