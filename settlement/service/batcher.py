@@ -485,10 +485,7 @@ class BatcherHandler:
             self._store.save_message((head.batch_id, msg_id, head.bank_bic, head.currency,
                                       head.settlement_date, len(txs),
                                       sum(t.amount_minor for t in txs), xml, sealed_at))
-        self._store.mark_index((
-            "sent" if xml else "empty", len(txs), sum(t.amount_minor for t in txs), len(rows),
-            sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
-            head.items_partition, head.batch_id))
+        self._mark_index(head, "sent" if xml else "empty", txs, rows, msg_id, sealed_at)
         metrics.batch_rendered(head.bank_bic, head.currency, len(txs))
         log.info("batch.sealed", batch_id=head.batch_id, msg_id=msg_id, txs=len(txs),
                  payments=len(rows), late=sum(r.late for r in rows),
@@ -502,16 +499,21 @@ class BatcherHandler:
         """The batch's payouts were written as sent, beside the render: they are 'unsent'
         now, the batch index says 'oversized', and nothing is stored or published."""
         self._store.mark_unsent([t.payout_id for t in txs], sealed_at)
-        self._store.mark_index((
-            "oversized", len(txs), sum(t.amount_minor for t in txs), len(rows),
-            sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
-            head.items_partition, head.batch_id))
+        self._mark_index(head, "oversized", txs, rows, msg_id, sealed_at)
         shards = self._cal.shards(head.bank_bic)
         raise BatchTooLargeError(
             f"batch {head.batch_id}: its pacs.008 of {len(txs):,} payouts is too large to send "
             f"({exc.detail}); its payouts are marked unsent. "
             f"Raise `shards` for bank {head.bank_bic} (now {shards}) so a window's batches stay "
             "under ~9,000 payouts each, then `settlement payouts retry` them") from exc
+
+    def _mark_index(self, head: BatchHeader, status: str, txs: list[PayoutTx],
+                    rows: list[BatchRow], msg_id: str, sealed_at: datetime) -> None:
+        """The batch's line in its partition's index: how it ended and its totals."""
+        self._store.mark_index((
+            status, len(txs), sum(t.amount_minor for t in txs), len(rows),
+            sum(r.late for r in rows), msg_id, sealed_at, self._topics.items,
+            head.items_partition, head.batch_id))
 
     def _save_payouts(self, payouts: list[tuple[object, ...]],
                       retried: list[tuple[object, ...]]) -> None:
