@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 from cassandra.cluster import Session
@@ -197,24 +198,33 @@ class _Window:
     payments: int = 0
 
 
+def published_windows(session: Session, seen: dict[str, float], lock: threading.Lock,
+                      keep: Callable[[datetime], bool]) -> list[Any] | None:
+    """The `batch_index` rows (batch_id, status, cutoff_at, payments) of the windows whose
+    cutoff `keep` names, once every one of their batches is sealed and each one sent has
+    its pacs.008 readable (in `seen`); None until then."""
+    rows = [r for r in session.execute(
+        "SELECT batch_id, status, cutoff_at, payments FROM batch_index")
+        if keep(r.cutoff_at.replace(tzinfo=UTC))]
+    if not rows or any(r.status == "open" for r in rows):
+        return None
+    with lock:
+        if not all(r.batch_id in seen for r in rows if r.status == "sent"):
+            return None
+    return rows
+
+
 def _wait_window(s: Settings, session: Session, cutoff: datetime, seen: dict[str, float],
                  lock: threading.Lock, batcher_group: str, timeout_s: float) -> _Window:
     """Until every batch of the window is sealed and each pacs.008 is readable."""
     out = _Window()
 
     def done() -> bool:
-        rows = [r for r in session.execute(
-            "SELECT batch_id, status, cutoff_at, payments FROM batch_index")
-            if r.cutoff_at.replace(tzinfo=UTC) == cutoff]
-        if not rows or any(r.status == "open" for r in rows):
+        rows = published_windows(session, seen, lock, lambda at: at == cutoff)
+        if rows is None or pending_records(s.kafka, batcher_group, s.topics.items) > 0:
             return False
-        sent = [r.batch_id for r in rows if r.status == "sent"]
-        with lock:
-            if not all(b in seen for b in sent):
-                return False
-        if pending_records(s.kafka, batcher_group, s.topics.items) > 0:
-            return False
-        out.sent, out.payments = sent, sum(r.payments or 0 for r in rows)
+        out.sent = [r.batch_id for r in rows if r.status == "sent"]
+        out.payments = sum(r.payments or 0 for r in rows)
         return True
 
     wait_until("window sealed and published", done, timeout_s, every_s=0.3)

@@ -23,7 +23,7 @@ import confluent_kafka
 
 from settlement import bench, loadgen
 from settlement.bench_kit import cassandra_facts, describe_cassandra
-from settlement.bench_stats import eos_max, latency_rate
+from settlement.bench_stats import eos_max, latency_rate, sustained_row
 from settlement.config import Settings
 from settlement.store.session import connect
 
@@ -248,10 +248,7 @@ def _sustained(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
                         ledger_workers=z.e2e_workers, batchers=z.e2e_batchers,
                         commit_interval_ms=100, prefix=f"benchs-{r.tag}", log_dir=r.log_dir,
                         say=r.say)
-    r.say(f"  {res.payments_per_s:,.0f} payments/s carried ("
-          + ("kept up" if res.kept_up else f"fell behind: placed {res.drain_s:.1f} s after the last")
-          + "); cutoff+grace -> last pacs.008 per window: "
-          + ", ".join("-" if w.seal_s is None else f"{w.seal_s:.2f} s" for w in res.windows))
+    r.say(f"  {res.payments_per_s:,.0f} payments/s carried; {sustained_row(asdict(res)).note}")
     return asdict(res)
 
 

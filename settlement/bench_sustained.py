@@ -35,7 +35,7 @@ import psutil
 from confluent_kafka import Message
 
 from settlement import loadgen
-from settlement.bench_e2e import CURRENCIES, MERCHANTS, pipeline_env
+from settlement.bench_e2e import CURRENCIES, MERCHANTS, pipeline_env, published_windows
 from settlement.bench_kit import (
     CommittedReader,
     Meter,
@@ -201,10 +201,15 @@ def run_sustained(base: Settings, *, rate: float, duration_s: float, ledger_work
                        every_s=0.2)
             placed = time.time()
             meter.stop()
-            wait_until("the last window sealed and published",
-                       lambda: _published(session, seen, lock, last_cutoff), timeout_s,
+            rows: list[Any] = []
+
+            def published() -> bool:
+                rows[:] = published_windows(session, seen, lock,
+                                            lambda at: at.timestamp() <= last_cutoff) or []
+                return bool(rows)
+
+            wait_until("the last window sealed and published", published, timeout_s,
                        every_s=0.3)
-        rows = list(session.execute("SELECT batch_id, status, cutoff_at, payments FROM batch_index"))
         placed_rows = [bool(r.late) for r in session.execute(
             "SELECT payment_id, late FROM batches") if r.payment_id is not None]
         facts = cassandra_facts(session)
@@ -237,15 +242,4 @@ def _placed(s: Settings, prefix: str) -> bool:
     item the ledger wrote (read_committed, so transaction markers do not count)."""
     return (group_lag(s.kafka, f"{prefix}-ledger", s.topics.payments) == 0
             and pending_records(s.kafka, f"{prefix}-batcher", s.topics.items) == 0)
-
-
-def _published(session: Any, seen: dict[str, float], lock: threading.Lock,
-               last_cutoff: float) -> bool:
-    """Every batch of a window up to the last cutoff sealed, each pacs.008 readable."""
-    rows = [r for r in session.execute("SELECT batch_id, status, cutoff_at FROM batch_index")
-            if r.cutoff_at.replace(tzinfo=UTC).timestamp() <= last_cutoff]
-    if not rows or any(r.status == "open" for r in rows):
-        return False
-    with lock:
-        return all(r.batch_id in seen for r in rows if r.status == "sent")
 
