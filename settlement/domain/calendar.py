@@ -83,6 +83,8 @@ class BankCalendar:
     # Day -> its cutoff instants, for window_of: keyed by the day alone, because hashing
     # `cutoffs` for the module-wide cache costs more than the lookup with 1,440 of them.
     _by_day: dict[date, tuple[datetime, ...]] = field(init=False, repr=False, compare=False)
+    # The window window_of found last: items arrive in capture order, so most fall into it.
+    _last: PayoutWindow | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         where = f"bank {self.bic}"
@@ -116,9 +118,18 @@ class BankCalendar:
         The batcher asks once per item: a day whose last cutoff is not after `instant` is
         skipped whole, and the cutoff is found by bisection in the day's instants (which
         never decrease: fold=0 when ambiguous, the gap's end when skipped), so a calendar
-        with a cutoff every minute costs as little as one with a cutoff a day.
+        with a cutoff every minute costs as little as one with a cutoff a day. The window
+        found last is kept: the windows tile time, so an instant inside it is answered by it.
         """
         at = _utc(instant)
+        last = self._last
+        if last is not None and last.opens_at <= at < last.cutoff_at:
+            return last
+        window = self._find(at)
+        object.__setattr__(self, "_last", window)
+        return window
+
+    def _find(self, at: datetime) -> PayoutWindow:
         start = self._local_date(at) - timedelta(days=_SCAN_BACK_DAYS)
         previous: datetime | None = None
         for day in self._business_days(start, step=1):

@@ -113,3 +113,23 @@ MINUTES = BankCalendar("MINUTESXX", "Europe/Berlin", parse_cutoffs(
 def test_window_of_finds_the_window_a_scan_of_every_cutoff_finds(cal: BankCalendar, t: datetime) -> None:
     w = cal.window_of(t)
     assert (w.window_id, w.opens_at, w.cutoff_at) == _window_by_scan(cal, t)
+
+
+def _fresh(cal: BankCalendar) -> BankCalendar:
+    """The same calendar with nothing kept from earlier lookups."""
+    return BankCalendar(cal.bic, cal.timezone, cal.cutoffs, cal.weekend, cal.holidays)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([*CALENDARS, MINUTES]), instants,
+       st.lists(st.integers(min_value=-3 * 24 * 3600, max_value=3 * 24 * 3600), min_size=1, max_size=30))
+def test_the_window_kept_from_the_last_lookup_answers_as_a_fresh_lookup_would(
+        cal: BankCalendar, start: datetime, offsets: list[int]) -> None:
+    """window_of keeps the window it found last; lookups in any order, near and across its
+    edges, give what a calendar that kept nothing gives."""
+    kept = _fresh(cal)
+    for seconds in offsets:
+        t = start + timedelta(seconds=seconds)
+        edge = kept.window_of(t).cutoff_at  # then the instants right at and before that cutoff
+        for at in (t, edge, edge - timedelta(microseconds=1)):
+            assert kept.window_of(at) == _fresh(cal).window_of(at)
