@@ -107,6 +107,23 @@ class _Target:
     attempt: int = 1
 
 
+def _waves(by_part: dict[int, list[_Target]]) -> list[dict[int, list[_Target]]]:
+    """The partitions, in groups whose batches are disjoint, to be placed one group at a
+    time. A batch belongs to one items partition (its bank and currency are the key), so
+    this is one group, unless the topic's partition count changed under a window."""
+    waves: list[tuple[dict[int, list[_Target]], set[str]]] = []
+    for partition, group in by_part.items():
+        ids = {t.batch_id for t in group}
+        for wave, taken in waves:
+            if not ids & taken:
+                wave[partition] = group
+                taken |= ids
+                break
+        else:
+            waves.append(({partition: group}, ids))
+    return [wave for wave, _ in waves]
+
+
 @dataclass
 class _Owned:
     epoch: int
@@ -208,10 +225,9 @@ class BatcherHandler:
             for t in targets:
                 self._address(t)
                 by_part[t.partition].append(t)
-            retry: list[_Target] = []
-            for partition, group in by_part.items():
-                retry.extend(self._place_in_partition(partition, group))
-            targets = retry
+            targets = []
+            for wave in _waves(by_part):
+                targets.extend(self._place_in_partitions(wave))
         raise RetryableError(f"{len(targets)} payments still unplaced after {MAX_LATE_HOPS} windows")
 
     def _retry_target(self, rec: InboundRecord, result: HandlerResult) -> _Target | None:
@@ -241,28 +257,47 @@ class BatcherHandler:
         shard = shard_of(t.payout_id, self._cal.shards(it.bank_bic))
         t.batch_id = batch_id_for(it.bank_bic, it.currency, t.window.window_id, shard)
 
-    def _place_in_partition(self, partition: int, group: list[_Target]) -> list[_Target]:
-        owned = self._own(partition)
-        headers: dict[str, BatchHeader] = {}
+    def _place_in_partitions(self, wave: dict[int, list[_Target]]) -> list[_Target]:
+        """Place the payments of several items partitions with one round of conditional
+        batches (each under its partition's epoch), not one round per partition: the
+        rounds are waits on Cassandra, and a batcher owns several partitions."""
+        plans: list[tuple[int, _Owned, dict[str, BatchHeader], list[_Target]]] = []
         rows: dict[str, list[BatchRow]] = defaultdict(list)
-        for t in group:
-            if t.batch_id not in headers:
-                headers[t.batch_id] = BatchHeader(
-                    t.batch_id, t.item.bank_bic, t.item.currency, t.window.window_id,
-                    t.window.cutoff_at, t.window.settlement_date,
-                    int(t.batch_id.rsplit("-", 1)[1]), self._topics.items, partition)
-            it = t.item
-            rows[t.batch_id].append(BatchRow(t.payout_id, it.payment_id, it.merchant_id,
-                                             it.payout_mode, it.amount_minor, it.fee_minor,
-                                             it.captured_at, t.late, t.attempt))
-        new_headers = {b: h for b, h in headers.items() if b not in self._known}
-        if new_headers:
-            self._store.create(list(new_headers.values()), owned.epoch)
-            self._known.update(new_headers)
-        outcomes = self._store.add(dict(rows), owned.epoch)
+        epochs: dict[str, int] = {}
+        for partition, group in wave.items():
+            owned = self._own(partition)
+            headers: dict[str, BatchHeader] = {}
+            for t in group:
+                if t.batch_id not in headers:
+                    headers[t.batch_id] = BatchHeader(
+                        t.batch_id, t.item.bank_bic, t.item.currency, t.window.window_id,
+                        t.window.cutoff_at, t.window.settlement_date,
+                        int(t.batch_id.rsplit("-", 1)[1]), self._topics.items, partition)
+                    epochs[t.batch_id] = owned.epoch
+                it = t.item
+                rows[t.batch_id].append(BatchRow(t.payout_id, it.payment_id, it.merchant_id,
+                                                 it.payout_mode, it.amount_minor, it.fee_minor,
+                                                 it.captured_at, t.late, t.attempt))
+            new_headers = {b: h for b, h in headers.items() if b not in self._known}
+            if new_headers:
+                self._store.create(list(new_headers.values()), owned.epoch)
+                self._known.update(new_headers)
+            plans.append((partition, owned, headers, group))
+        outcomes = self._store.add(dict(rows), epochs)
         late: list[_Target] = []
-        sealed_ids = {b for b, o in outcomes.items() if o is AddOutcome.SEALED}
-        for batch_id, outcome in outcomes.items():
+        for partition, owned, headers, group in plans:
+            late.extend(self._placed(partition, owned, headers, group, outcomes))
+        return late
+
+    def _placed(self, partition: int, owned: _Owned, headers: dict[str, BatchHeader],
+                group: list[_Target], outcomes: dict[str, AddOutcome]) -> list[_Target]:
+        """One partition's outcomes: its open batches noted, its late payments one window on."""
+        late: list[_Target] = []
+        sealed_ids: set[str] = set()
+        for batch_id in headers:
+            outcome = outcomes[batch_id]
+            if outcome is AddOutcome.SEALED:
+                sealed_ids.add(batch_id)
             if outcome is AddOutcome.FENCED:
                 raise BatchOwnershipLostError(
                     f"batch {batch_id}: a newer owner holds items partition {partition}")

@@ -6,7 +6,7 @@ in-memory fakes and the Kafka loop stays generic over any handler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
@@ -198,7 +198,10 @@ class BatchStore(Protocol):
 
     def create(self, headers: Sequence[BatchHeader], epoch: int) -> None: ...
 
-    def add(self, groups: dict[str, list[BatchRow]], epoch: int) -> dict[str, AddOutcome]: ...
+    def add(self, groups: dict[str, list[BatchRow]],
+            epoch: int | Mapping[str, int]) -> dict[str, AddOutcome]:
+        """Rows into open batches, under one owner epoch or each batch's own."""
+        ...
 
     def present(self, keys: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]: ...
 

@@ -9,7 +9,7 @@ it, and a sealed batch never changes again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,26 +115,29 @@ class CassandraBatchStore:
                                  h.currency, h.window_id, h.cutoff_at) for h in still_open],
                   "index batches")
 
-    def add(self, groups: dict[str, list[BatchRow]], epoch: int) -> dict[str, AddOutcome]:
-        """Add rows to open batches: one conditional batch per batch (per chunk), concurrently."""
-        stmts: list[tuple[str, BatchStatement]] = []
+    def add(self, groups: dict[str, list[BatchRow]],
+            epoch: int | Mapping[str, int]) -> dict[str, AddOutcome]:
+        """Add rows to open batches: one conditional batch per batch (per chunk), all at once,
+        each under `epoch` or, for batches of several items partitions, its own `epoch[id]`."""
+        stmts: list[tuple[str, int, BatchStatement]] = []
         for batch_id, rows in groups.items():
+            mine = epoch if isinstance(epoch, int) else epoch[batch_id]
             for i in range(0, len(rows), CHUNK):
                 b = BatchStatement(batch_type=BatchType.LOGGED)
-                b.add(self._guard, (epoch, batch_id, epoch))
+                b.add(self._guard, (mine, batch_id, mine))
                 for r in rows[i:i + CHUNK]:
                     b.add(self._row, (batch_id, r.payout_id, r.payment_id, r.merchant_id,
                                       r.payout_mode, r.amount_minor, r.fee_minor, r.captured_at,
                                       r.late, r.attempt))
-                stmts.append((batch_id, b))
-        futures = [(bid, self._s.execute_async(b)) for bid, b in stmts]
+                stmts.append((batch_id, mine, b))
+        futures = [(bid, mine, self._s.execute_async(b)) for bid, mine, b in stmts]
         out: dict[str, AddOutcome] = {}
-        for bid, fut in futures:
+        for bid, mine, fut in futures:
             try:
                 rs = fut.result()
             except Exception as exc:
                 raise wrap_error(exc, f"add rows to batch {bid}") from exc
-            outcome = _outcome(rs.one(), epoch)
+            outcome = _outcome(rs.one(), mine)
             # One failed chunk decides for the batch: the caller re-checks row by row.
             if out.get(bid, AddOutcome.APPLIED) is AddOutcome.APPLIED:
                 out[bid] = outcome

@@ -69,3 +69,21 @@ def test_a_sealed_fenced_or_missing_batch_refuses_its_rows(session: Session) -> 
     assert len(in_batch(session, "B-O")) == 2 * CHUNK
     assert store.present([("B-O", "POO00003", "pay-O-3"), ("B-S", "POS00003", "pay-S-3")]) == {
         ("B-O", "POO00003", "pay-O-3")}
+
+
+def test_batches_of_several_partitions_are_added_each_under_its_own_epoch(session: Session) -> None:
+    # The batcher places a poll over several items partitions in one round: each batch is
+    # guarded by the epoch of the partition it belongs to, not by one epoch for all.
+    store = CassandraBatchStore(session)
+    store.create([header("B-P0")], 1)
+    store.create([header("B-P1"), header("B-P1-OLD")], 3)
+    epochs = {"B-P0": 1, "B-P1": 3, "B-P1-OLD": 2}  # the last as a zombie owner of that partition
+    out = store.add({"B-P0": rows("P", 2 * CHUNK), "B-P1": rows("Q", 20),
+                     "B-P1-OLD": rows("R", 20)}, epochs)
+    assert out == {"B-P0": AddOutcome.APPLIED, "B-P1": AddOutcome.APPLIED,
+                   "B-P1-OLD": AddOutcome.FENCED}
+    assert len(in_batch(session, "B-P0")) == 2 * CHUNK and len(in_batch(session, "B-P1")) == 20
+    assert in_batch(session, "B-P1-OLD") == set()
+    owner = {r.batch_id: r.owner_epoch for r in session.execute(
+        "SELECT batch_id, owner_epoch FROM batches WHERE batch_id IN ('B-P0', 'B-P1')")}
+    assert owner == {"B-P0": 1, "B-P1": 3}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ class FakeBatchStore:
         self.payouts: dict[str, tuple[Any, ...]] = {}
         self.expected: dict[str, list[ExpectedBooking]] = {}
         self.index: dict[str, tuple[Any, ...]] = {}  # batch id -> its mark_index params
+        self.add_calls = 0  # rounds of conditional batches
 
     def claim(self, topic: str, partition: int, owner: str) -> int:
         self.epochs[partition] = self.epochs.get(partition, 0) + 1
@@ -39,18 +40,21 @@ class FakeBatchStore:
         for h in headers:
             self.batches.setdefault(h.batch_id, _Batch(h, epoch))
 
-    def add(self, groups: dict[str, list[BatchRow]], epoch: int) -> dict[str, AddOutcome]:
+    def add(self, groups: dict[str, list[BatchRow]],
+            epoch: int | Mapping[str, int]) -> dict[str, AddOutcome]:
+        self.add_calls += 1
         out = {}
         for bid, rows in groups.items():
+            mine = epoch if isinstance(epoch, int) else epoch[bid]
             b = self.batches.get(bid)
             if b is None:
                 out[bid] = AddOutcome.MISSING
             elif b.status != "open":
                 out[bid] = AddOutcome.SEALED
-            elif b.epoch > epoch:
+            elif b.epoch > mine:
                 out[bid] = AddOutcome.FENCED
             else:
-                b.epoch = epoch
+                b.epoch = mine
                 for r in rows:
                     b.rows[(r.payout_id, r.payment_id)] = r
                 out[bid] = AddOutcome.APPLIED

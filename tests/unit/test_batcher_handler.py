@@ -389,3 +389,39 @@ def test_a_merchant_prewarm_that_fails_is_logged_when_it_fails(env) -> None:
     [warning] = [x for x in logs if x["event"] == "batcher.merchant_prewarm_failed"]
     assert warning["log_level"] == "warning"
     assert "NoHostAvailable (injected)" in warning["error"]
+
+
+def _on(partition: int, offset: int, value: bytes) -> InboundRecord:
+    return InboundRecord(SourceRef(TOPICS.items, partition, offset), b"k", value, [])
+
+
+def _usd(pid: str) -> bytes:
+    it = SettlementItem.model_validate_json(item(pid))
+    return it.model_copy(update={"currency": "USD"}).model_dump_json().encode()
+
+
+def test_a_poll_over_two_partitions_is_placed_in_one_round_each_batch_under_its_epoch(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.assigned([(TOPICS.items, 1)])
+    store.epochs[1] = 4  # partition 1 had owners before: this batcher claims epoch 5
+    h.handle([log.rec(item("p1")), _on(1, 0, _usd("p2")), log.rec(item("p3"))])
+    assert store.add_calls == 1  # not one round of conditional batches per partition
+    by_ccy = {b.head.currency: b for b in store.batches.values()}
+    assert {c: (b.epoch, len(b.rows)) for c, b in by_ccy.items()} == {"EUR": (1, 2), "USD": (5, 1)}
+    by_ccy["USD"].epoch = store.claim(TOPICS.items, 1, "newer")  # which wrote to the batch
+    with pytest.raises(BatchOwnershipLostError, match="items partition 1"):
+        h.handle([log.rec(item("p4")), _on(1, 1, _usd("p5"))])
+
+
+def test_one_batch_fed_from_two_partitions_is_placed_in_two_rounds(env) -> None:
+    # Only after the items topic's partition count changed: a bank and currency then
+    # hashes to another partition, and both can hold items of the open window.
+    store, clock, log = env
+    h = make(store, clock)
+    h.assigned([(TOPICS.items, 1)])
+    h.handle([log.rec(item("p1")), _on(1, 0, item("p2")), _on(1, 1, _usd("p3"))])
+    assert store.add_calls == 2
+    rows = {b.head.currency: sorted(r.payment_id for r in b.rows.values())
+            for b in store.batches.values()}
+    assert rows == {"EUR": ["p1", "p2"], "USD": ["p3"]}
