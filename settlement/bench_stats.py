@@ -286,6 +286,8 @@ def sustained_row(e: Mapping[str, Any]) -> Row:
     run's figure) and every payment is in a batch (late ones, in the next window, count:
     they are not lost)."""
     seals = ", ".join("-" if w["seal_s"] is None else f"{w['seal_s']:.2f}" for w in e["windows"])
+    by_stage = e.get("max_backlog_by_stage") or {}  # absent from results written before it
+    stages = f" ({', '.join(f'{k} {v:,}' for k, v in by_stage.items())})" if by_stage else ""
     return Row(
         f"e2e sustained, {e['offered_per_s']:,.0f}/s offered for {e['produce_s']:.0f} s, "
         f"{_workers(e['ledger_workers'])}, {e['batchers']} batcher"
@@ -296,7 +298,7 @@ def sustained_row(e: Mapping[str, Any]) -> Row:
             e["payments_per_s"] >= E2E_PER_S
             or (e["kept_up"] and e["produced_per_s"] >= E2E_PER_S)),
         note=f"{'kept up' if e['kept_up'] else 'fell behind'}: produced at "
-             f"{e['produced_per_s']:,.0f}/s, backlog at most {e['max_backlog']:,}, placed "
+             f"{e['produced_per_s']:,.0f}/s, backlog at most {e['max_backlog']:,}{stages}, placed "
              f"{e['drain_s']:.1f} s after the last; cutoff+grace -> last pacs.008 per window "
              f"{seals} s; {e['late']:,} late (next window), {e['in_batches']:,} of "
              f"{e['payments']:,} in batches; CPU: bench {e['bench_cpu_cores']:.2f}, "

@@ -80,6 +80,7 @@ class SustainedResult:
     max_backlog: int  # payments produced but not yet placed, the most sampled
     late: int  # placed after their window's seal, into the next one (not lost)
     in_batches: int  # payment rows in any batch: == payments when none is lost
+    max_backlog_by_stage: dict[str, int] = field(default_factory=dict)  # where it waited
     windows: list[WindowFigures] = field(default_factory=list)
     worker_cpu_cores: float = 0.0  # ledger workers and batchers
     cpu_by_role: dict[str, float] = field(default_factory=dict)  # cores, all of a role
@@ -125,6 +126,7 @@ class _Backlog:
     def __init__(self, s: Settings, prefix: str, every_s: float = 1.0) -> None:
         self._s, self._prefix, self._every = s, prefix, every_s
         self.samples: list[tuple[float, int]] = []
+        self.most = {"ledger": 0, "batcher": 0}  # each stage's own lag, the most sampled
         self._stop = threading.Event()
         self._t0 = time.time()
         self._thread = threading.Thread(target=self._run, name="bench-backlog", daemon=True)
@@ -141,11 +143,12 @@ class _Backlog:
         s, prefix = self._s, self._prefix
         while not self._stop.wait(self._every):
             try:
-                n = (group_lag(s.kafka, f"{prefix}-ledger", s.topics.payments)
-                     + group_lag(s.kafka, f"{prefix}-batcher", s.topics.items))
+                lags = {"ledger": group_lag(s.kafka, f"{prefix}-ledger", s.topics.payments),
+                        "batcher": group_lag(s.kafka, f"{prefix}-batcher", s.topics.items)}
             except Exception:  # a sample lost to a slow broker is a gap, not a failure
                 continue
-            self.samples.append((round(time.time() - self._t0, 1), n))
+            self.samples.append((round(time.time() - self._t0, 1), sum(lags.values())))
+            self.most = {k: max(v, lags[k]) for k, v in self.most.items()}
 
 
 def _records(n: int, start: datetime, span: timedelta, seed: int) -> Iterator[Outgoing]:
@@ -226,7 +229,7 @@ def run_sustained(base: Settings, *, rate: float, duration_s: float, ledger_work
         produced_per_s=round(n / (produced - started), 1), drain_s=round(drain, 2),
         payments_per_s=round(n / (placed - started), 1),
         kept_up=not any(placed_rows) and drain <= GRACE_S, max_backlog=max(
-            (b for _, b in backlog.samples), default=0),
+            (b for _, b in backlog.samples), default=0), max_backlog_by_stage=backlog.most,
         late=sum(placed_rows), in_batches=len(placed_rows), windows=windows,
         worker_cpu_cores=meter.cores(workers),
         cpu_by_role={role: meter.cores([w.instance_id for w in fleet.workers if w.role == role])

@@ -69,6 +69,9 @@ def test_the_sustained_row_is_judged_on_the_rate_carried_and_nothing_lost() -> N
     assert slow.note.startswith("fell behind: produced at 3,291/s, backlog at most 63,368, "
                                 "placed 26.5 s after the last; cutoff+grace -> last pacs.008 "
                                 "per window 23.20 s; 0 late")
+    (staged,) = summarize({"sustained": sustained(
+        max_backlog_by_stage={"ledger": 51_000, "batcher": 14_200})})
+    assert "backlog at most 63,368 (ledger 51,000, batcher 14,200), placed" in staged.note
     (fast,) = summarize({"sustained": sustained(payments_per_s=3150.0, kept_up=True)})
     assert fast.met is True and fast.note.startswith("kept up")
     (lost,) = summarize({"sustained": sustained(payments_per_s=3150.0, in_batches=148_499)})
