@@ -1,11 +1,13 @@
-"""Batcher benchmark: payments/s into batches, and cutoff -> pacs.008 for one big batch.
+"""Batcher benchmarks: payments/s into batches, and cutoff -> pacs.008 for one big batch.
 
-One bank and currency, per-payment merchants, so N payments make N payouts in
-one batch. Items are pre-produced to settlement.items (the ledger is not part
-of this measurement); one batcher process places them, then the window's
-cutoff passes and we time the seal: from the moment sealing is due
-(cutoff + grace) to the pacs.008 being visible read_committed on
-bank.outbound.
+`run_batcher_bench`: one bank and currency, per-payment merchants, so N payments make
+N payouts in one batch. Items are pre-produced to settlement.items (the ledger is not
+part of this measurement); one batcher process places them, then the window's cutoff
+passes and we time the seal: from the moment sealing is due (cutoff + grace) to the
+pacs.008 being visible read_committed on bank.outbound.
+
+`run_placement_bench`: placement alone, with the items spread over several banks and
+currencies, so over several items partitions, as in production; no seal.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from settlement.store.migrate import migrate
 from settlement.store.session import connect
 
 BIC = "MOCKDEFFXXX"
+# Three banks x two currencies: the partition keys of the placement benchmark.
+SPREAD = [(bic, ccy) for bic in ("MOCKDEFFXXX", "MOCKFRPPXXX", "MOCKNL2AXXX") for ccy in ("EUR", "USD")]
 
 
 @dataclass
@@ -92,6 +96,17 @@ def produce_items(s: Settings, items: Iterable[SettlementItem]) -> None:
     producer.flush(60)
 
 
+@dataclass
+class PlacementResult:
+    payments: int
+    batchers: int
+    keys: int  # bank/currency pairs: the items' partition keys
+    partitions: int  # items partitions that hold items
+    placement_s: float | None  # from the first commit seen; None: placed before it
+    payments_per_s: float | None  # items placed after that commit / placement_s
+    cassandra: dict[str, str] = field(default_factory=dict)
+
+
 def drop_namespace(s: Settings, session: Session) -> None:
     session.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=120)
     admin = AdminClient(s.kafka.client_config())  # keep it alive until the futures resolve
@@ -144,6 +159,57 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
     finally:
         drop_namespace(s, session)
         session.cluster.shutdown()
+
+
+def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: Path,
+                        tag: str) -> PlacementResult:
+    """`payments` items over SPREAD's banks and currencies (500 window merchants), placed by
+    `batchers` processes; timed from the first commit seen to none pending. The window
+    closes at least 100 s later and the batchers stop before it: no seal."""
+    prefix = f"benchp-{tag}"
+    env = _env(prefix, 1.0)
+    s = namespace_settings(base, env, prefix)
+    ensure_topics(s.kafka, s.topics)
+    session = connect(s.cassandra)
+    try:
+        facts = cassandra_facts(session)
+        migrate(session, s.cassandra)
+        captured = next_cutoff(100) - timedelta(seconds=30)
+        produce_items(s, (SettlementItem(
+            payment_id=f"pp-{tag}-{i:06d}", event_id=f"pe-{i}", merchant_id=f"pm-{i % 500:03d}",
+            amount_minor=1000 + i, fee_minor=30, currency=SPREAD[i % len(SPREAD)][1],
+            captured_at=captured, bank_bic=SPREAD[i % len(SPREAD)][0], payout_mode="window")
+            for i in range(payments)))
+        partitions = _partitions_with_records(s, s.topics.items)
+        fleet = Fleet.of("batcher", batchers, env=child_env(env), log_dir=log_dir,
+                         prefix=f"{prefix}-")
+        fleet.start()
+        try:
+            t0, left0 = None, 0
+            while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
+                                           cap=payments + 1)) > 0:
+                if t0 is None and left < payments:
+                    t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
+                time.sleep(0.1)
+            placement = None if t0 is None else time.monotonic() - t0
+        finally:
+            fleet.stop()
+        return PlacementResult(payments, batchers, len(SPREAD), partitions,
+                               None if placement is None else round(placement, 2),
+                               rate_after_first_commit(payments, left0, placement), facts)
+    finally:
+        drop_namespace(s, session)
+        session.cluster.shutdown()
+
+
+def _partitions_with_records(s: Settings, topic: str) -> int:
+    c = Consumer({**s.kafka.client_config(), "group.id": "bench-reader"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(1 for p in parts
+                   if c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0)
+    finally:
+        c.close()
 
 
 def _wait_message(s: Settings, timeout_s: float) -> tuple[bytes, datetime]:

@@ -139,6 +139,43 @@ def bench_batcher(
     console.print(f"wrote {out}")
 
 
+@bench_app.command("placement")
+def bench_placement(
+    ctx: typer.Context,
+    payments: Annotated[int, typer.Option(min=1_000, max=1_000_000,
+                                          help="Payments, pre-produced as items.")] = 30_000,
+    batchers: Annotated[int, typer.Option(min=1, max=8, help="Batcher processes.")] = 1,
+    out: Annotated[Path, typer.Option(help="JSON results.")] = Path("bench-out/placement.json"),
+) -> None:
+    """Batcher placement alone: payments/s placed into batches when the items are spread
+    over 3 banks x 2 currencies, so over several items partitions as in production
+    (bench batcher has one bank and currency, one partition). No seal.
+
+    Example: settlement bench placement --payments 30000 --batchers 2
+    """
+    from dataclasses import asdict
+
+    from settlement.bench_batcher import SPREAD, run_placement_bench
+    from settlement.bench_kit import describe_cassandra
+
+    s = state(ctx).settings()
+    run(lambda: ensure_stack(s))
+    console.print(f"placing {payments:,} payments of {len(SPREAD)} banks and currencies with "
+                  f"{batchers} batcher{'' if batchers == 1 else 's'} ...")
+    tag = datetime.now(UTC).strftime("%H%M%S")
+    r = run(lambda: run_placement_bench(s, payments, batchers, Path("bench-out/logs"), tag))
+    table = Table("payments", "batchers", "items partitions", "placement s", "payments/s",
+                  title="batcher placement")
+    table.add_row(f"{r.payments:,}", str(r.batchers), f"{r.partitions} ({r.keys} keys)",
+                  f"{r.placement_s or '-'}",
+                  "-" if r.payments_per_s is None else f"{r.payments_per_s:,.0f}")
+    console.print(table)
+    console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **asdict(r)}, indent=2))
+    console.print(f"wrote {out}")
+
+
 @bench_app.command("gateway")
 def bench_gateway(
     ctx: typer.Context,
