@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Optional
 
 import typer
@@ -18,6 +19,7 @@ from settlement.domain.money import format_minor
 
 batches_app = typer.Typer(help="Settlement batches (one pacs.008 each).", no_args_is_help=True)
 payouts_app = typer.Typer(help="Merchant payouts.", no_args_is_help=True)
+RETRY_CONCURRENCY = 32  # `payouts retry --batch`: payouts read and guarded at once
 
 
 def register(app: typer.Typer) -> None:
@@ -168,14 +170,17 @@ def payouts_retry(
             if not ids:
                 fail(f"no batch {batch}, or it has no payouts")
             done, skipped = 0, []
-            for n, pid in enumerate(ids, 1):
-                queued, why = _retry(session, registry, producer, s, pid, only_failed=True)
-                if queued:
-                    done += 1
-                elif why:
-                    skipped.append(why)
-                if n % 1000 == 0:
-                    console.print(f"  {n:,} of {len(ids):,} payouts looked at, {done:,} queued")
+            # Each payout is its own read and LWT (Paxos rounds): RETRY_CONCURRENCY at once.
+            with ThreadPoolExecutor(RETRY_CONCURRENCY, thread_name_prefix="retry") as pool:
+                outcomes = pool.map(lambda pid: _retry(session, registry, producer, s, pid,
+                                                       only_failed=True), ids)
+                for n, (queued, why) in enumerate(outcomes, 1):
+                    if queued:
+                        done += 1
+                    elif why:
+                        skipped.append(why)
+                    if n % 1000 == 0:
+                        console.print(f"  {n:,} of {len(ids):,} payouts looked at, {done:,} queued")
             _flush(producer)
             for why in skipped[:10]:
                 console.print(f"  skipped: {why}", highlight=False)
