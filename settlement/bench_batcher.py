@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,18 +115,30 @@ def drop_namespace(s: Settings, session: Session) -> None:
         f.result(30)
 
 
-def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
-                      lead_s: float = 45) -> BatcherResult:
-    """`lead_s`: the window closes at least this long after the items are produced, so
-    the placement is over before the seal is due (the seal is timed alone)."""
-    prefix, grace = f"benchb-{tag}", 1.0
-    env = _env(prefix, grace)
+@contextmanager
+def _bench_namespace(base: Settings, prefix: str, grace_s: float
+                     ) -> Iterator[tuple[dict[str, str], Settings, Session, dict[str, str]]]:
+    """The run's own topics and migrated keyspace, dropped at the end: (the workers'
+    environment, its settings, a session, the Cassandra node's facts)."""
+    env = _env(prefix, grace_s)
     s = namespace_settings(base, env, prefix)
     ensure_topics(s.kafka, s.topics)
     session = connect(s.cassandra)
     try:
         facts = cassandra_facts(session)
         migrate(session, s.cassandra)
+        yield env, s, session, facts
+    finally:
+        drop_namespace(s, session)
+        session.cluster.shutdown()
+
+
+def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
+                      lead_s: float = 45) -> BatcherResult:
+    """`lead_s`: the window closes at least this long after the items are produced, so
+    the placement is over before the seal is due (the seal is timed alone)."""
+    prefix, grace = f"benchb-{tag}", 1.0
+    with _bench_namespace(base, prefix, grace) as (env, s, session, facts):
         cutoff = next_cutoff(lead_s)
         accounts = [MerchantAccount(
             merchant_id=f"bm-{i:05d}", currency="EUR", creditor_name=f"Bench Merchant {i}",
@@ -140,13 +153,7 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
         fleet = Fleet.of("batcher", 1, env=child_env(env), log_dir=log_dir, prefix=f"{prefix}-")
         fleet.start()
         try:
-            t0, left0 = None, 0
-            while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
-                                           cap=payouts + 1)) > 0:
-                if t0 is None and left < payouts:
-                    t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
-                time.sleep(0.1)
-            placement = None if t0 is None else time.monotonic() - t0
+            placement, left0 = _time_placement(s, prefix, payouts)
             due = cutoff + timedelta(seconds=grace)
             xml, seen = _wait_message(s, timeout_s=(due - datetime.now(UTC)).total_seconds() + 120)
             lag = (seen - due).total_seconds()
@@ -156,9 +163,6 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
         return BatcherResult(payouts, None if placement is None else round(placement, 2),
                              rate_after_first_commit(payouts, left0, placement),
                              round(lag, 3), summary.nb_of_txs, len(xml), facts)
-    finally:
-        drop_namespace(s, session)
-        session.cluster.shutdown()
 
 
 def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: Path,
@@ -167,13 +171,7 @@ def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: P
     `batchers` processes; timed from the first commit seen to none pending. The window
     closes at least 100 s later and the batchers stop before it: no seal."""
     prefix = f"benchp-{tag}"
-    env = _env(prefix, 1.0)
-    s = namespace_settings(base, env, prefix)
-    ensure_topics(s.kafka, s.topics)
-    session = connect(s.cassandra)
-    try:
-        facts = cassandra_facts(session)
-        migrate(session, s.cassandra)
+    with _bench_namespace(base, prefix, 1.0) as (env, s, _session, facts):
         captured = next_cutoff(100) - timedelta(seconds=30)
         produce_items(s, (SettlementItem(
             payment_id=f"pp-{tag}-{i:06d}", event_id=f"pe-{i}", merchant_id=f"pm-{i % 500:03d}",
@@ -185,21 +183,24 @@ def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: P
                          prefix=f"{prefix}-")
         fleet.start()
         try:
-            t0, left0 = None, 0
-            while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
-                                           cap=payments + 1)) > 0:
-                if t0 is None and left < payments:
-                    t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
-                time.sleep(0.1)
-            placement = None if t0 is None else time.monotonic() - t0
+            placement, left0 = _time_placement(s, prefix, payments)
         finally:
             fleet.stop()
         return PlacementResult(payments, batchers, len(SPREAD), partitions,
                                None if placement is None else round(placement, 2),
                                rate_after_first_commit(payments, left0, placement), facts)
-    finally:
-        drop_namespace(s, session)
-        session.cluster.shutdown()
+
+
+def _time_placement(s: Settings, prefix: str, items: int) -> tuple[float | None, int]:
+    """(seconds from the batchers' first commit seen to no item pending, items pending at
+    that commit); (None, 0) when everything was placed before a commit could be seen."""
+    t0, left0 = None, 0
+    while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
+                                   cap=items + 1)) > 0:
+        if t0 is None and left < items:
+            t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
+        time.sleep(0.1)
+    return (None if t0 is None else time.monotonic() - t0), left0
 
 
 def _partitions_with_records(s: Settings, topic: str) -> int:
