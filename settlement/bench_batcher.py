@@ -31,7 +31,7 @@ from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
 from settlement.iso20022.pacs008 import parse_pacs008_summary
 from settlement.kafka.admin import ensure_topics, topic_specs
-from settlement.kafka.reader import pending_records
+from settlement.kafka.reader import end_offsets, pending_records
 from settlement.runtime.local import Fleet, child_env
 from settlement.store.merchants import CassandraMerchantRegistry
 from settlement.store.migrate import migrate
@@ -178,7 +178,7 @@ def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: P
             amount_minor=1000 + i, fee_minor=30, currency=SPREAD[i % len(SPREAD)][1],
             captured_at=captured, bank_bic=SPREAD[i % len(SPREAD)][0], payout_mode="window")
             for i in range(payments)))
-        partitions = _partitions_with_records(s, s.topics.items)
+        partitions = sum(1 for high in end_offsets(s.kafka, s.topics.items).values() if high > 0)
         fleet = Fleet.of("batcher", batchers, env=child_env(env), log_dir=log_dir,
                          prefix=f"{prefix}-")
         fleet.start()
@@ -201,16 +201,6 @@ def _time_placement(s: Settings, prefix: str, items: int) -> tuple[float | None,
             t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
         time.sleep(0.1)
     return (None if t0 is None else time.monotonic() - t0), left0
-
-
-def _partitions_with_records(s: Settings, topic: str) -> int:
-    c = Consumer({**s.kafka.client_config(), "group.id": "bench-reader"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(1 for p in parts
-                   if c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0)
-    finally:
-        c.close()
 
 
 def _wait_message(s: Settings, timeout_s: float) -> tuple[bytes, datetime]:
