@@ -35,6 +35,13 @@ def produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> 
     produce(settings, records, rate=0, show_progress=False)
 
 
+def _save(out: Path, result: dict[str, object]) -> None:
+    """One scenario's result as JSON at `out`, stamped with when it was written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **result}, indent=2))
+    console.print(f"wrote {out}")
+
+
 N = TypeVar("N", int, float)
 
 
@@ -134,9 +141,7 @@ def bench_batcher(
                   f"{r.cutoff_to_pacs008_s:.3f}", f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
     console.print(table)
     console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **asdict(r)}, indent=2))
-    console.print(f"wrote {out}")
+    _save(out, asdict(r))
 
 
 @bench_app.command("placement")
@@ -171,9 +176,7 @@ def bench_placement(
                   "-" if r.payments_per_s is None else f"{r.payments_per_s:,.0f}")
     console.print(table)
     console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **asdict(r)}, indent=2))
-    console.print(f"wrote {out}")
+    _save(out, asdict(r))
 
 
 @bench_app.command("gateway")
@@ -203,9 +206,7 @@ def bench_gateway(
     table.add_row(str(r.batches), f"{r.transactions:,}", str(r.burst_s), f"{r.batches_per_s}",
                   f"{r.txs_per_s:,}", f"{r.p50_s}", f"{r.p99_s}", f"{r.max_s}")
     console.print(table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **asdict(r)}, indent=2))
-    console.print(f"wrote {out}")
+    _save(out, asdict(r))
 
 
 @bench_app.command("reconcile")
@@ -237,7 +238,4 @@ def bench_reconcile(
                   "yes" if r.found_breaks == {k: v for k, v in r.injected_breaks.items() if v}
                   else f"NO: {r.found_breaks} vs {r.injected_breaks}")
     console.print(table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), "cpus": os.cpu_count(),
-                               "python": platform.python_version(), **asdict(r)}, indent=2))
-    console.print(f"wrote {out}")
+    _save(out, {"cpus": os.cpu_count(), "python": platform.python_version(), **asdict(r)})
