@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -136,6 +137,38 @@ def test_the_core_runs_without_http(tmp_path: Path) -> None:
     bank.receive_pacs008(pacs008([(OPEN, 100)]))
     assert [e["type"] for e in hub.advance(seconds=7200)] == ["camt.054.001.08"]
     assert bank.transactions()[0]["settled_at"] == "2026-11-02T08:00:00.000000Z"
+    hub.close()
+
+
+def test_a_clock_move_answers_everything_it_made_due_even_if_the_outbox_is_read_during_it(
+        tmp_path: Path) -> None:
+    """The demo counts the camt.053s a move answers with. A reader of the outbox (the gateway,
+    or the server's tick) that processes what is due while the move is under way must not
+    emit part of the move's messages, or the move answers fewer than it caused."""
+    hub = MockBank(make_config(tmp_path))
+    bank: Bank = hub.banks[BIC]
+    bank.receive_pacs008(pacs008([(OPEN, 100)]))
+    other: list[list[str]] = []
+    readers: list[threading.Thread] = []
+    set_clock = hub.clock.set
+
+    def set_then_read(to: datetime) -> datetime:
+        moved = set_clock(to)
+        reader = threading.Thread(target=lambda: other.append(
+            [r["type"] for r in bank.outbox(0, 1000)[0] if r["type"].startswith("camt.053")]))
+        readers.append(reader)
+        reader.start()
+        reader.join(timeout=0.5)  # blocked until the move is done, when the move holds the bank
+        return moved
+
+    hub.clock.set = set_then_read  # type: ignore[method-assign]
+    emitted = hub.advance(to=START + timedelta(days=1))
+    hub.clock.set = set_clock  # type: ignore[method-assign]
+    readers[0].join(timeout=5)
+    assert sorted(e["type"] for e in emitted) == [
+        "camt.053.001.08", "camt.053.001.08", "camt.054.001.08"]  # Monday's EUR and USD
+    assert len(other) == 1 and len(other[0]) == 2  # the reader saw them once the move was done
+    assert hub.process_due() == []
     hub.close()
 
 

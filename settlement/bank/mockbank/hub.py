@@ -6,6 +6,7 @@ again (a restart) resumes all balances, messages, outboxes, pending events and t
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,11 +35,21 @@ class MockBank:
         return [item for bank in self.banks.values() for item in bank.process_due(now)]
 
     def advance(self, *, seconds: float = 0, to: datetime | None = None) -> list[dict[str, Any]]:
-        if to is not None:
-            self.clock.set(to)
-        else:
-            self.clock.advance(timedelta(seconds=seconds))
-        return self.process_due()
+        """Move the clock; everything the move made due, bank by bank.
+
+        Every bank's lock is held from the clock move to the end of its processing, so nothing
+        else that processes what is due (the background tick, an outbox read, a pacs.008) can
+        emit part of this move's messages between the two: the answer is the whole move. The
+        locks are taken in BIC order; every other path takes one bank's lock at a time.
+        """
+        with ExitStack() as held:
+            for bic in sorted(self.banks):
+                held.enter_context(self.banks[bic].lock)
+            if to is not None:
+                self.clock.set(to)
+            else:
+                self.clock.advance(timedelta(seconds=seconds))
+            return self.process_due()
 
     def close(self) -> None:
         for bank in self.banks.values():
