@@ -40,6 +40,7 @@ from settlement.cli.demo import (
     sigterm_interrupts,
     stage_env,
     start_banks,
+    stored_statements,
 )
 from settlement.cli.demo_banks import CURRENCIES, DEMO_BANKS, clock_plan, validated
 from settlement.config import Settings
@@ -410,7 +411,7 @@ def _settle(c: Ctx, injector: Injector, producer: _Producer, t0: float, timeout_
             "SELECT end_to_end_id, status FROM payouts") if r.status != "nothing_to_pay"}
         agree = sum(1 for e, st in ours.items() if st in FINAL and e in theirs
                     and bank_outcome(theirs[e]) == st)
-        stored = c.session.execute("SELECT count(*) FROM bank_statements").one()[0]
+        stored = stored_statements(c.session)
         return (agree == len(ours) and stored >= c.statements_sent,
                 f"{agree}/{len(ours)} payouts final as the banks say, statements "
                 f"{stored}/{c.statements_sent}")

@@ -447,7 +447,7 @@ def _wait_final(d: DemoRun) -> None:
         ours = _payout_statuses(d.session)
         st = Counter(v[0] for v in ours.values())
         done = sum(1 for e2e, v in ours.items() if v[0] in FINAL and want.get(e2e) == v[0])
-        stored = d.session.execute("SELECT count(*) FROM bank_statements").one()[0]
+        stored = stored_statements(d.session)
         note = (f"answered {len(ours) - st['sent']}, booked {st['settled'] + st['returned']}, "
                 f"returned {st['returned']}, statements {stored}/{d.statements_sent}")
         return Progressed(done, len(ours), note, done == len(ours) and stored >= d.statements_sent)
@@ -455,6 +455,12 @@ def _wait_final(d: DemoRun) -> None:
     _wait("inbound: payouts final", poll, d.timeout_s)
     d.statement_days = sorted({r.to_date.date() for r in d.session.execute(
         "SELECT to_date FROM bank_statements")})
+
+
+def stored_statements(session: Session) -> int:
+    """The camt.053s the inbound stage has stored. Counted here, not with count(*): an
+    aggregate over the table makes Cassandra warn, and the driver logs it on every poll."""
+    return sum(1 for _ in session.execute("SELECT bank_bic FROM bank_statements"))
 
 
 def _payout_statuses(session: Session) -> dict[str, tuple[str, str, int]]:
