@@ -39,6 +39,15 @@ class AbortBatchError(Exception):
     """Internal: the open transaction must be aborted and its input re-read."""
 
 
+def commit_due(elapsed_s: float, next_step_s: float, interval_ms: int) -> bool:
+    """Commit now, when the open transaction has run `elapsed_s` and one more step (about
+    as long as the last one, `next_step_s`) would end past the interval. Waiting for
+    the interval to pass instead would make a transaction span the interval and up to one
+    step more, and its first records wait for all of it: ~200 ms more at a 1 s interval
+    under load. A step longer than the interval commits after every step, as before."""
+    return (elapsed_s + next_step_s) * 1000 >= interval_ms
+
+
 @dataclass
 class LoopStats:
     consumed: int = 0
@@ -93,6 +102,7 @@ class StageLoop:
         self._outage_until = 0.0
         self._outage_backoff = 0.0
         self._last_tick = 0.0
+        self._last_step_s = 0.0  # how long the last step took: the next one's estimate
         self._last_progress = time.monotonic()
         # Read by the health endpoints (another thread): plain values, replaced whole.
         self._heartbeat = time.monotonic()
@@ -235,7 +245,7 @@ class StageLoop:
     # -- the loop -----------------------------------------------------------
 
     def _step(self) -> None:
-        self._heartbeat = time.monotonic()
+        started = self._heartbeat = time.monotonic()
         self._observe()
         if self._in_outage():
             return
@@ -245,6 +255,7 @@ class StageLoop:
             if records:
                 self._process(records)
             self._maybe_tick()
+            self._last_step_s = time.monotonic() - started
             if self._batch is not None and self._due():
                 self._finish_batch()
             self._progress()
@@ -336,8 +347,8 @@ class StageLoop:
 
     def _due(self) -> bool:
         assert self._batch is not None
-        elapsed_ms = (time.monotonic() - self._batch.started) * 1000
-        return elapsed_ms >= self._worker.commit_interval_ms
+        return commit_due(time.monotonic() - self._batch.started, self._last_step_s,
+                          self._worker.commit_interval_ms)
 
     # -- commit / abort -----------------------------------------------------
 
