@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -35,11 +35,16 @@ def produce_quietly(settings: Settings, records: list[loadgen.SampleRecord]) -> 
     produce(settings, records, rate=0, show_progress=False)
 
 
-def _save(out: Path, result: dict[str, object]) -> None:
+def write_json(path: Path, data: Mapping[str, object]) -> None:
+    """`data` as JSON at `path` (its folder made if need be), and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    console.print(f"wrote {path}")
+
+
+def save_result(out: Path, result: Mapping[str, object]) -> None:
     """One scenario's result as JSON at `out`, stamped with when it was written."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), **result}, indent=2))
-    console.print(f"wrote {out}")
+    write_json(out, {"when": datetime.now(UTC).isoformat(), **result})
 
 
 N = TypeVar("N", int, float)
@@ -141,7 +146,7 @@ def bench_batcher(
                   f"{r.cutoff_to_pacs008_s:.3f}", f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
     console.print(table)
     console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
-    _save(out, asdict(r))
+    save_result(out, asdict(r))
 
 
 @bench_app.command("placement")
@@ -176,7 +181,7 @@ def bench_placement(
                   "-" if r.payments_per_s is None else f"{r.payments_per_s:,.0f}")
     console.print(table)
     console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
-    _save(out, asdict(r))
+    save_result(out, asdict(r))
 
 
 @bench_app.command("gateway")
@@ -206,7 +211,7 @@ def bench_gateway(
     table.add_row(str(r.batches), f"{r.transactions:,}", str(r.burst_s), f"{r.batches_per_s}",
                   f"{r.txs_per_s:,}", f"{r.p50_s}", f"{r.p99_s}", f"{r.max_s}")
     console.print(table)
-    _save(out, asdict(r))
+    save_result(out, asdict(r))
 
 
 @bench_app.command("reconcile")
@@ -238,4 +243,4 @@ def bench_reconcile(
                   "yes" if r.found_breaks == {k: v for k, v in r.injected_breaks.items() if v}
                   else f"NO: {r.found_breaks} vs {r.injected_breaks}")
     console.print(table)
-    _save(out, {"cpus": os.cpu_count(), "python": platform.python_version(), **asdict(r)})
+    save_result(out, {"cpus": os.cpu_count(), "python": platform.python_version(), **asdict(r)})

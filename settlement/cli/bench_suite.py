@@ -17,6 +17,7 @@ import typer
 from rich.table import Column, Table
 
 from settlement.bench_stats import Row, fmt, summarize, verdict
+from settlement.cli.bench import save_result, write_json
 from settlement.cli.context import console, fail, run, state
 from settlement.config import Settings
 from settlement.runtime.stack import ensure_stack
@@ -54,12 +55,6 @@ def render(rows: Sequence[Row], title: str, errors: dict[str, str] | None = None
             console.print(f"  {r.scenario}: {r.note}", highlight=False)
     for name, err in (errors or {}).items():
         console.print(f"  [red]{name} failed[/red]: {err}", highlight=False)
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
-    console.print(f"wrote {path}")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -127,7 +122,7 @@ def bench_all(
     render(summarize(suite), f"settlement bench all{' --quick' if quick else ''}, "
            f"{meta['when']}, {meta['cpus']} cores, load {meta['load_before']} -> "
            f"{meta['load_after']}, {_commitlog(meta)}", suite["errors"])
-    _write(out_dir / "bench.json", suite)
+    write_json(out_dir / "bench.json", suite)
     _draw(suite, out_dir)
     if suite["errors"]:
         raise typer.Exit(1)
@@ -172,7 +167,7 @@ def bench_ceiling(
     res = run(lambda: run_ceiling(s, _tag(), kafka_records, insert_rows, lwt_rows, clients,
                                   commit_interval))
     render(summarize({"ceiling": res}), "raw ceiling on this machine")
-    _write(out, {"when": datetime.now(UTC).isoformat(), "ceiling": res})
+    save_result(out, {"ceiling": res})
 
 
 def bench_latency(
@@ -232,8 +227,7 @@ def bench_latency(
     load = run(lambda: latency_load_runs(suite_run, ledger)) if fractions else []
     render(summarize({"latency": results, "latency_load": load}),
            "latency, produced -> visible read_committed")
-    _write(out, {"when": datetime.now(UTC).isoformat(), "ledger": ledger, "latency": results,
-                 "latency_load": load})
+    save_result(out, {"ledger": ledger, "latency": results, "latency_load": load})
 
 
 def bench_e2e(
@@ -265,7 +259,7 @@ def bench_e2e(
     console.print(f"ledger {res.ledger_s:.1f} s, then {res.seal_wait_s:.1f} s to the planned seal, "
                   f"then {res.seal_to_pacs008_s:.2f} s to the last pacs.008; {res.pacs008} pacs.008, "
                   f"{res.payments_in_window:,} payments in the window, {res.late} late")
-    _write(out, {"when": datetime.now(UTC).isoformat(), "e2e": asdict(res)})
+    save_result(out, {"e2e": asdict(res)})
 
 
 def bench_sustained(
@@ -300,7 +294,7 @@ def bench_sustained(
                                     say=console.print))
     render(summarize({"sustained": asdict(res)}), "end to end, sustained")
     console.print(f"  {describe_cassandra(res.cassandra)}", highlight=False)
-    _write(out, {"when": datetime.now(UTC).isoformat(), "sustained": asdict(res)})
+    save_result(out, {"sustained": asdict(res)})
 
 
 def bench_memory(
@@ -324,5 +318,5 @@ def bench_memory(
                                  log_dir=OUT / "logs", say=console.print))
     suite = {"memory": asdict(res)}
     render(summarize(suite), "worker memory under backlog")
-    _write(out, {"when": datetime.now(UTC).isoformat(), **suite})
+    save_result(out, suite)
     _draw(suite, out.parent)
