@@ -7,6 +7,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make test: pytest workers (pytest-xdist), each on a stack of its own (tests/conftest.py); a
+# test file runs on one worker, in file order, so the long e2e files start first. 0 = serial.
+TEST_WORKERS ?= 2
 
 .PHONY: help venv tools infra-up infra-down infra-status demo test test-unit lint audit bench chaos clean \
         replay dlq-list dlq-replay reconcile
@@ -55,7 +58,8 @@ audit: venv  ## known vulnerabilities in .venv's packages, from PyPI (fails on a
 test: venv lint tools infra-up  ## lint + dependency audit + unit + integration + e2e fault injection, on the real stack
 	@echo "dependency audit: a known vulnerability fails the build; an unchecked package only warns"
 	$(BIN)/python infra/audit.py --unchecked warn
-	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q --durations=15 $(PYTEST_ARGS)
+	SETTLEMENT_TEST_EXTERNAL_STACK=1 $(BIN)/pytest -q --durations=15 \
+	  $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 bench: venv infra-up  ## every benchmark scenario, one summary table, bench-out/bench.json + PNG plots (BENCH_ARGS=--quick)
 	$(BIN)/settlement bench all $(BENCH_ARGS)

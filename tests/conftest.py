@@ -22,13 +22,54 @@ from confluent_kafka.admin import AdminClient
 
 from settlement import bootstrap
 from settlement.config import Settings, load_settings
+from settlement.domain.errors import RetryableError
 from settlement.kafka.admin import ensure_topics, topic_specs
 from settlement.runtime.worker import Worker
 from settlement.store.migrate import migrate
-from settlement.store.session import connect
+from settlement.store.session import TRANSIENT, connect
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
+
+
+def _worker_index() -> int:
+    """pytest-xdist's worker number (`gw1` -> 1); 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+
+
+def _own_stack(n: int) -> None:
+    """Point xdist worker n > 0 at a stack of its own (`make test` runs two workers).
+
+    The e2e tests kill -9 and restart their stack's servers, which must never happen under
+    another worker's tests. Worker n's stack lives in <INFRA_HOME>/stacks/<n> (the fetched
+    jars are shared) on the stack's ports + 100 n; the `stack` fixture starts it. Set in the
+    environment, before the constants below are read: everything a test starts (workers,
+    `settlement chaos`, infra/up.sh restarts) inherits it.
+    """
+    if n == 0:
+        return
+    home = Path(os.environ.get("INFRA_HOME", ROOT / ".infra"))
+    ports = {name: int(os.environ.get(name, default)) + 100 * n for name, default in (
+        ("KAFKA_PORT", 9092), ("KAFKA_CONTROLLER_PORT", 9093), ("KAFKA_SASL_PORT", 9094),
+        ("CASSANDRA_PORT", 9042), ("CASSANDRA_STORAGE_PORT", 7000))}
+    own = home / "stacks" / str(n)
+    os.environ.update({
+        "INFRA_HOME": str(own),
+        "INFRA_LIB_HOME": os.environ.get("INFRA_LIB_HOME", str(home)),
+        **{name: str(port) for name, port in ports.items()},
+        "SETTLEMENT_TEST_KAFKA": f"127.0.0.1:{ports['KAFKA_PORT']}",
+        "SETTLEMENT_TEST_KAFKA_SASL": f"127.0.0.1:{ports['KAFKA_SASL_PORT']}",
+        "SETTLEMENT_TEST_KAFKA_SASL_PASSWORD_FILE": str(own / "kafka" / "sasl.password"),
+        "SETTLEMENT_TEST_CASSANDRA_PORT": str(ports["CASSANDRA_PORT"]),
+        # anything that falls back to the settings' defaults reaches this stack too
+        "SETTLEMENT_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{ports['KAFKA_PORT']}",
+        "SETTLEMENT_CASSANDRA__PORT": str(ports["CASSANDRA_PORT"]),
+    })
+
+
+WORKER = _worker_index()
+_own_stack(WORKER)
 KAFKA = os.environ.get("SETTLEMENT_TEST_KAFKA", "127.0.0.1:9092")
 CASSANDRA_PORT = int(os.environ.get("SETTLEMENT_TEST_CASSANDRA_PORT", "9042"))
 
@@ -44,8 +85,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> dict[str, Any]:
-    """Bring the real local stack up once (idempotent), unless told it is managed outside."""
-    if os.environ.get("SETTLEMENT_TEST_EXTERNAL_STACK") != "1":
+    """Bring the real local stack up once (idempotent), unless told it is managed outside.
+
+    The stack of an xdist worker n > 0 is always this session's to start (it is left
+    running, as `make test` leaves the main one; `infra/down.sh all` stops both).
+    """
+    if WORKER > 0:  # a worker's output is not shown: on failure, the test errors say why
+        up = subprocess.run(["bash", str(INFRA / "up.sh")], capture_output=True, text=True,
+                            check=False)
+        if up.returncode != 0:
+            pytest.fail(f"infra/up.sh for xdist worker {WORKER}'s stack "
+                        f"({os.environ['INFRA_HOME']}) failed:\n{up.stdout}{up.stderr}")
+    elif os.environ.get("SETTLEMENT_TEST_EXTERNAL_STACK") != "1":
         subprocess.run(["bash", str(INFRA / "up.sh")], check=True)
     return {"kafka": KAFKA, "cassandra_port": CASSANDRA_PORT}
 
@@ -127,12 +178,20 @@ def _cleanup(settings: Settings, keyspace: str) -> None:
 
 
 def wait_until(cond: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.5) -> None:
+    """Poll `cond` until it holds. A poll that cannot read (Cassandra busy or restarting: the
+    driver's transient errors) is "not yet", as it is for the workers; the last such error
+    is in the timeout's message."""
     deadline = time.monotonic() + timeout_s
+    failed: BaseException | None = None
     while time.monotonic() < deadline:
-        if cond():
-            return
+        try:
+            if cond():
+                return
+        except (RetryableError, *TRANSIENT) as exc:
+            failed = exc
         time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    last = f" (last poll failed: {failed!r})" if failed is not None else ""
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{last}")
 
 
 class InProcessWorker:
