@@ -177,6 +177,12 @@ def _cleanup(settings: Settings, keyspace: str) -> None:
         print(f"cleanup of {keyspace} failed: {exc}")
 
 
+# What a test's read of the stack may fail with while Cassandra is busy or restarting: the
+# driver's transient errors, or the store's RetryableError wrapping one. A poll that
+# meets one has not read anything yet.
+POLL_TRANSIENT: tuple[type[BaseException], ...] = (RetryableError, *TRANSIENT)
+
+
 def wait_until(cond: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.5) -> None:
     """Poll `cond` until it holds. A poll that cannot read (Cassandra busy or restarting: the
     driver's transient errors) is "not yet", as it is for the workers; the last such error
@@ -187,7 +193,7 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, what: str, every_s: f
         try:
             if cond():
                 return
-        except (RetryableError, *TRANSIENT) as exc:
+        except POLL_TRANSIENT as exc:
             failed = exc
         time.sleep(every_s)
     last = f" (last poll failed: {failed!r})" if failed is not None else ""

@@ -31,11 +31,9 @@ import httpx
 import pytest
 
 from settlement import loadgen
-from settlement.domain.errors import RetryableError
 from settlement.runtime.local import Fleet
 from settlement.runtime.mockbank_proc import disagreements
-from settlement.store.session import TRANSIENT
-from tests.conftest import Namespace, wait_until
+from tests.conftest import POLL_TRANSIENT, Namespace, wait_until
 from tests.e2e.pipeline import minute_calendar_env, next_minute, wait_settled
 from tests.integration.helpers import payout_statuses, produce_raw, register
 from tests.integration.mockbank_proc import advance, bank_env, bank_records, mock_bank
@@ -149,7 +147,7 @@ def test_payouts_agree_with_the_banks_under_faults_and_kills(ns: Namespace, tmp_
                     continue
                 try:
                     st = statuses(ns)
-                except (RetryableError, *TRANSIENT):  # a busy Cassandra: not answered yet
+                except POLL_TRANSIENT:  # a busy Cassandra: not answered yet
                     st = {}
                 if bank_up and st and all(v[0] != "sent" for v in st.values()):
                     break

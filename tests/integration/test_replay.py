@@ -27,7 +27,7 @@ from settlement.runtime.local import WorkerProc
 from settlement.store.session import connect
 from tests.conftest import InProcessWorker, Namespace, wait_until
 from tests.e2e.pipeline import minute_calendar_env, open_batches
-from tests.integration.helpers import committed, ledger_rows, produce_raw, register
+from tests.integration.helpers import committed, item_counts, ledger_rows, produce_raw, register
 
 
 def cli(ns: Namespace, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,12 +81,6 @@ def wait_settled(s: Settings, what: str, timeout_s: float = 120) -> None:
         return settled(s)
 
     wait_until(still_settled_a_moment_later, timeout_s, what, every_s=1)
-
-
-def item_counts(s: Settings) -> Counter[str]:
-    """Settlement items per payment (settlement.items also carries seal commands)."""
-    return Counter(h["payment_id"] for h in map(headers_dict, committed(s, s.topics.items))
-                   if "payment_id" in h)
 
 
 def snapshot(s: Settings) -> dict[str, Any]:
