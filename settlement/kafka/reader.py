@@ -13,6 +13,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupState,
+    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
@@ -21,6 +22,11 @@ from confluent_kafka.admin import AdminClient
 
 from settlement.config import KafkaSettings
 from settlement.domain.errors import RetryableError
+
+# What a group's coordinator answers while it is moving or loading the offsets partition.
+_COORDINATOR_NOT_READY = frozenset({KafkaError.NOT_COORDINATOR,
+                                    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                    KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 def read_all(kafka: KafkaSettings, topic: str, timeout_s: float = 60.0) -> Iterator[Message]:
@@ -108,6 +114,28 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
         c.close()
 
 
+def committed(c: Consumer, tps: list[TopicPartition], timeout_s: float = 30.0
+              ) -> list[TopicPartition]:
+    """The group's committed offsets, asked again while the broker says it cannot answer yet.
+
+    Right after a broker starts (or a group's coordinator moves) the offsets partition is
+    still loading and `committed` fails with NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS
+    or COORDINATOR_NOT_AVAILABLE (the client does not flag these retriable here); a poll
+    of a group's progress is "not known yet" then, not a crash. Any other error, or one
+    that lasts `timeout_s`, is raised.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(c.committed(tps, timeout=10))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code not in _COORDINATOR_NOT_READY or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
     """How many records of `topic` the consumer group has not committed yet."""
     c = Consumer({**kafka.client_config(), "group.id": group, "enable.auto.commit": False})
@@ -115,7 +143,7 @@ def group_lag(kafka: KafkaSettings, group: str, topic: str) -> int:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         tps = [TopicPartition(topic, p) for p in parts]
         lag = 0
-        for tp in c.committed(tps, timeout=10):
+        for tp in committed(c, tps):
             _low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
             lag += high - max(tp.offset, 0)
         return lag
@@ -133,7 +161,7 @@ def pending_records(kafka: KafkaSettings, group: str, topic: str, cap: int = 10_
                   "isolation.level": "read_committed", "enable.partition.eof": True})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        start = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        start = committed(c, [TopicPartition(topic, p) for p in parts])
         todo = []
         for tp in start:
             _low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
