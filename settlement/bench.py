@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class Result:
     peak_rss_mb: float
     aborts_seen: int
     server_cpu_cores: dict[str, float] = field(default_factory=dict)  # Kafka, Cassandra
+    runs_events_per_s: list[float] = field(default_factory=list)  # each run, when repeated
 
 
 def _env(prefix: str, sc: Scenario) -> dict[str, str]:
@@ -148,31 +149,57 @@ def backlog_rate(total: int, lag_start: int, secs: float, commit_interval_ms: in
         f"to measure {commit_interval_ms} ms commits; use more events")
 
 
+MODES = ("exactly-once", "at-least-once")
+
+
 def run_matrix(base: Settings, records: list[loadgen.SampleRecord], accounts: list[Any],
                workers: list[int], commit_intervals: list[int], tag: str, log_dir: Path,
                produce: Callable[[Settings, list[loadgen.SampleRecord]], None],
                say: Callable[[str], None],
-               backlog_at: Mapping[int, list[loadgen.SampleRecord]] | None = None
-               ) -> list[Result]:
+               backlog_at: Mapping[int, list[loadgen.SampleRecord]] | None = None,
+               repeats: int = 1) -> list[Result]:
     """Every (workers, commit interval) in both modes, exactly-once and at-least-once side
     by side, so drift of the machine hits both alike. `backlog_at`: a bigger backlog for
     some commit intervals (the rate is timed from one commit to the last, so a run must
     span many intervals: the last commit's wait is up to one interval, ~8 % of a 6 s run
-    at 1 s commits, in either mode)."""
+    at 1 s commits, in either mode). `repeats` > 1: each pair that many times, the order
+    alternating (EOS ALOS, ALOS EOS, ...) so a machine getting faster or slower during
+    the pair's runs favours neither mode; each mode's figure is then its runs' mean."""
     results: list[Result] = []
     n = 0
     for w in workers:
         for ci in commit_intervals:
             backlog = (backlog_at or {}).get(ci, records)
-            for mode in ("exactly-once", "at-least-once"):
-                n += 1
-                say(f"[bold]ledger {n}[/bold]: {mode}, {w} worker(s), commit every {ci} ms, "
-                    f"{len(backlog):,} events")
-                r = run_scenario(base, Scenario(mode, w, ci), backlog, accounts,
-                                 f"bench-{tag}-{n}", log_dir, produce)
-                say(f"  {r.events_per_s:,.0f} events/s, {r.worker_cpu_cores} cores, "
-                    f"peak RSS {r.peak_rss_mb} MB; servers "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.server_cpu_cores.items()))
-                    + " cores")
-                results.append(r)
+            runs: dict[str, list[Result]] = {m: [] for m in MODES}
+            for rep in range(repeats):
+                for mode in MODES if rep % 2 == 0 else MODES[::-1]:
+                    n += 1
+                    say(f"[bold]ledger {n}[/bold]: {mode}, {w} worker(s), commit every {ci} ms, "
+                        f"{len(backlog):,} events"
+                        + (f" (run {rep + 1} of {repeats})" if repeats > 1 else ""))
+                    r = run_scenario(base, Scenario(mode, w, ci), backlog, accounts,
+                                     f"bench-{tag}-{n}", log_dir, produce)
+                    say(f"  {r.events_per_s:,.0f} events/s, {r.worker_cpu_cores} cores, "
+                        f"peak RSS {r.peak_rss_mb} MB; servers "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.server_cpu_cores.items()))
+                        + " cores")
+                    runs[mode].append(r)
+            results.extend(mean_result(runs[m]) for m in MODES)
     return results
+
+
+def mean_result(runs: list[Result]) -> Result:
+    """One figure for repeated runs of one scenario: the means (peak RSS: the highest,
+    aborts: all of them); a single run is returned as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    k = len(runs)
+    servers = {name: round(sum(r.server_cpu_cores.get(name, 0.0) for r in runs) / k, 2)
+               for name in runs[0].server_cpu_cores}
+    return replace(
+        runs[0], seconds=round(sum(r.seconds for r in runs) / k, 2),
+        events_per_s=round(sum(r.events_per_s for r in runs) / k, 1),
+        worker_cpu_cores=round(sum(r.worker_cpu_cores for r in runs) / k, 2),
+        peak_rss_mb=max(r.peak_rss_mb for r in runs),
+        aborts_seen=sum(r.aborts_seen for r in runs), server_cpu_cores=servers,
+        runs_events_per_s=[r.events_per_s for r in runs])

@@ -17,6 +17,9 @@ from typing import Any
 # Targets of issue 8.
 LATENCY_SLACK_MS = 250  # p99 produced -> visible read_committed <= commit interval + this
 WORKER_RSS_MB = 200.0  # a worker's steady RSS
+# Exactly-once ledger throughput / at-least-once: at least this at commit intervals of
+# 1 s and more, and EOS_RATIO_SHORT below that (issue 8: 0.9 at 1 s, 0.8 at 100 ms).
+EOS_RATIO_LONG, EOS_RATIO_SHORT = 0.9, 0.8
 RSS_GROWTH_MB_PER_MIN = 2.0  # above this over the second half of a backlog, memory is not bounded
 RECON_WALL_S, RECON_RSS_MB = 60.0, 500.0  # 1,000,000 entries
 SEAL_S, SEAL_PAYOUTS = 2.0, 10_000  # a cutoff (+ grace) to its pacs.008 readable on bank.outbound
@@ -153,15 +156,21 @@ def _ledger_rows(results: Sequence[Mapping[str, Any]], lwt: float | None,
     for r in results:
         eos = r["mode"] == "exactly-once"
         servers = r.get("server_cpu_cores", {})
+        ratio = _ratio(r["events_per_s"], alos.get((r["workers"], r["commit_interval_ms"]))
+                       if eos else lwt)
+        target, met = f"RSS <= {WORKER_RSS_MB:.0f} MB", _rss_ok(r["peak_rss_mb"])
+        if eos:
+            least = EOS_RATIO_LONG if r["commit_interval_ms"] >= 1000 else EOS_RATIO_SHORT
+            target += f", >= {least} x ALOS"
+            met = None if met is None or ratio is None else met and ratio >= least
+        runs = r.get("runs_events_per_s") or []
         rows.append(Row(
             f"ledger {'EOS' if eos else 'ALOS'}, {_workers(r['workers'])}, "
             f"{r['commit_interval_ms']} ms", r["events_per_s"], "events/s",
-            cpu_cores=r["worker_cpu_cores"], peak_rss_mb=r["peak_rss_mb"],
-            ratio=_ratio(r["events_per_s"], alos.get((r["workers"], r["commit_interval_ms"]))
-                         if eos else lwt),
-            baseline="ALOS" if eos else lwt_name,
-            target=f"RSS <= {WORKER_RSS_MB:.0f} MB", met=_rss_ok(r["peak_rss_mb"]),
-            note=", ".join(f"{k} {v:.2f} cores" for k, v in sorted(servers.items()))))
+            cpu_cores=r["worker_cpu_cores"], peak_rss_mb=r["peak_rss_mb"], ratio=ratio,
+            baseline="ALOS" if eos else lwt_name, target=target, met=met,
+            note=(f"mean of {' and '.join(f'{x:,.0f}' for x in runs)}; " if runs else "")
+            + ", ".join(f"{k} {v:.2f} cores" for k, v in sorted(servers.items()))))
     return rows
 
 

@@ -83,11 +83,15 @@ def bench_ledger(
     commit_intervals: Annotated[str, typer.Option(help="Commit intervals in ms.")] = "100,1000",
     out: Annotated[Path, typer.Option(help="JSON results.")] = Path("bench-out/ledger.json"),
     seed: Annotated[int, typer.Option(help="Sample data seed.")] = 11,
+    repeats: Annotated[int, typer.Option(
+        min=1, max=10, help="Runs of each EOS/ALOS pair, the order alternating (EOS ALOS, "
+                            "ALOS EOS, ...); each figure is the mean of its runs.")] = 1,
 ) -> None:
     """Ledger throughput in exactly-once vs at-least-once mode (same work), for each
     worker count and commit interval, run side by side; prints ratios.
 
     Example: settlement bench ledger --events 50000 --workers 1,2 --commit-intervals 100,1000
+    --repeats 2
     """
     counts = int_list(workers, "--workers", 1, 8)
     intervals = int_list(commit_intervals, "--commit-intervals", 1, 600_000)
@@ -99,9 +103,10 @@ def bench_ledger(
     tag = datetime.now(UTC).strftime("%H%M%S")
     results = run(partial(bench.run_matrix, s, records, accounts, counts, intervals,
                           tag, Path("bench-out/logs"), produce_quietly,
-                          console.print))
+                          console.print, repeats=repeats))
     table = Table("mode", "workers", "commit ms", "events/s", "EOS/ALOS", "worker CPU (cores)",
-                  "peak RSS MB", title=f"ledger stage, {events:,} events backlog")
+                  "peak RSS MB", title=f"ledger stage, {events:,} events backlog"
+                  + (f", mean of {repeats} runs each" if repeats > 1 else ""))
     base = {(r.workers, r.commit_interval_ms): r.events_per_s for r in results
             if r.mode == "at-least-once"}
     for r in results:
@@ -111,6 +116,7 @@ def bench_ledger(
                       f"{r.worker_cpu_cores:.2f}", f"{r.peak_rss_mb:.0f}")
     console.print(table)
     bench.write_json(results, out, {"when": datetime.now(UTC).isoformat(), "events": events,
+                                    "repeats": repeats,
                                     "cpus": os.cpu_count(), "machine": platform.platform()})
     console.print(f"wrote {out}")
 
