@@ -84,7 +84,7 @@ def _draw(suite: dict[str, Any], out_dir: Path) -> None:
 
 def bench_all(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option(help="Small sizes: about 6 minutes instead of 20.")] = False,
+    quick: Annotated[bool, typer.Option(help="Small sizes: about 6 minutes instead of 27.")] = False,
     only: Annotated[str, typer.Option(help="Comma-separated scenarios to run (default all): "
                                            "ceiling,ledger,latency,latency_load,batcher,e2e,"
                                            "sustained,reconcile,memory")] = "",
