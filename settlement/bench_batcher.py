@@ -50,6 +50,8 @@ class BatcherResult:
     cutoff_to_pacs008_s: float
     nb_of_txs: int
     xml_bytes: int
+    # the batch's payout rows, written after the commit that published the pacs.008
+    cutoff_to_payouts_s: float | None = None
     cassandra: dict[str, str] = field(default_factory=dict)  # bench_kit.cassandra_facts
 
 
@@ -157,12 +159,14 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
             due = cutoff + timedelta(seconds=grace)
             xml, seen = _wait_message(s, timeout_s=(due - datetime.now(UTC)).total_seconds() + 120)
             lag = (seen - due).total_seconds()
+            written = (_wait_payouts(session, s.cassandra.keyspace, payouts, 120) - due
+                       ).total_seconds()
         finally:
             fleet.stop()
         summary = parse_pacs008_summary(xml)
         return BatcherResult(payouts, None if placement is None else round(placement, 2),
                              rate_after_first_commit(payouts, left0, placement),
-                             round(lag, 3), summary.nb_of_txs, len(xml), facts)
+                             round(lag, 3), summary.nb_of_txs, len(xml), round(written, 3), facts)
 
 
 def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: Path,
@@ -201,6 +205,20 @@ def _time_placement(s: Settings, prefix: str, items: int) -> tuple[float | None,
             t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
         time.sleep(0.1)
     return (None if t0 is None else time.monotonic() - t0), left0
+
+
+def _wait_payouts(session: Session, keyspace: str, payouts: int, timeout_s: float) -> datetime:
+    """The wall time the batch's payout rows were all there and its pending marker gone
+    (polled every 50 ms, so up to that much late)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pending = session.execute(f'SELECT batch_id FROM "{keyspace}".payouts_pending').one()
+        if pending is None:
+            rows = session.execute(f'SELECT COUNT(*) AS n FROM "{keyspace}".payouts').one()
+            if rows.n >= payouts:
+                return datetime.now(UTC)
+        time.sleep(0.05)
+    raise TimeoutError(f"the batch's {payouts:,} payout rows were not written in {timeout_s:.0f} s")
 
 
 def _wait_message(s: Settings, timeout_s: float) -> tuple[bytes, datetime]:

@@ -333,7 +333,9 @@ def summarize(suite: Mapping[str, Any]) -> list[Row]:
                         met=b["cutoff_to_pacs008_s"] <= SEAL_S
                         if b["payouts"] >= SEAL_PAYOUTS else None,
                         note=f"cutoff+grace -> pacs.008 {b['cutoff_to_pacs008_s']:.2f} s for "
-                             f"{b['nb_of_txs']:,} txs"))
+                             f"{b['nb_of_txs']:,} txs" + (
+                                 "" if b.get("cutoff_to_payouts_s") is None else
+                                 f", payout rows {b['cutoff_to_payouts_s']:.2f} s")))
     if e := suite.get("e2e"):
         eos2 = eos_max(suite.get("ledger") or [], e["commit_interval_ms"], e["ledger_workers"])
         rows.append(Row(

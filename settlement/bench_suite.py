@@ -232,7 +232,8 @@ def _batcher(r: SuiteRun, _suite: dict[str, Any]) -> dict[str, Any]:
     placed = ("too fast to time" if res.payments_per_s is None
               else f"{res.payments_per_s:,.0f} payments/s")
     r.say(f"  {placed} placed; cutoff+grace -> pacs.008 "
-          f"{res.cutoff_to_pacs008_s:.2f} s")
+          f"{res.cutoff_to_pacs008_s:.2f} s, -> its payout rows written "
+          f"{res.cutoff_to_payouts_s:.2f} s")
     return asdict(res)
 
 

@@ -240,8 +240,13 @@ def check(src: Sources, sent: list[Sent]) -> Verdict:
                   if r.status == "parked"]
         merchants_bank = {(r.merchant_id, r.currency): r.bank_bic for r in _rows(
             session, "SELECT merchant_id, currency, bank_bic FROM merchant_accounts")}
+        unwritten = [r.batch_id for r in _rows(session, "SELECT batch_id FROM payouts_pending")]
     finally:
         cluster.shutdown()
+
+    # A seal writes its payout rows after the commit that published the pacs.008; a
+    # marker left at the end means a crash there was never made good (I6).
+    v.fail("I6", "sealed batch whose payout rows were never written", unwritten)
 
     _check_ledger(v, valid, ledger, parked)
     _check_items(v, valid, read_topic(src.kafka, src.topics["items"]))

@@ -146,10 +146,12 @@ def bench_batcher(
     tag = datetime.now(UTC).strftime("%H%M%S")
     r = run(lambda: run_batcher_bench(s, payouts, Path("bench-out/logs"), tag))
     table = Table("payouts", "placement s", "payments/s", "cutoff+grace -> pacs.008 s",
-                  "NbOfTxs", "pacs.008 bytes", title="batcher")
+                  "-> payout rows written s", "NbOfTxs", "pacs.008 bytes", title="batcher")
     table.add_row(f"{r.payouts:,}", f"{r.placement_s or '-'}",
                   "-" if r.payments_per_s is None else f"{r.payments_per_s:,.0f}",
-                  f"{r.cutoff_to_pacs008_s:.3f}", f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
+                  f"{r.cutoff_to_pacs008_s:.3f}",
+                  "-" if r.cutoff_to_payouts_s is None else f"{r.cutoff_to_payouts_s:.3f}",
+                  f"{r.nb_of_txs:,}", f"{r.xml_bytes:,}")
     console.print(table)
     console.print(f"  {describe_cassandra(r.cassandra)}", highlight=False)
     save_result(out, asdict(r))

@@ -395,8 +395,10 @@ def _settle(c: Ctx, injector: Injector, producer: _Producer, t0: float, timeout_
         rows = list(c.session.execute("SELECT status FROM batches PER PARTITION LIMIT 1"))
         open_ = sum(1 for r in rows if r.status != "sealed")
         items = pending_records(s.kafka, f"{group}-batcher", s.topics.items)
-        return (bool(rows) and open_ == 0 and items == 0,
-                f"{len(rows) - open_}/{len(rows)} batches sealed, {items} items to place")
+        unwritten = len(list(c.session.execute("SELECT batch_id FROM payouts_pending")))
+        return (bool(rows) and open_ == 0 and items == 0 and unwritten == 0,
+                f"{len(rows) - open_}/{len(rows)} batches sealed, {items} items to place, "
+                f"{unwritten} sealed batches' payouts to write")
 
     def delivered() -> tuple[bool, str]:
         batches = {r.msg_id for r in c.session.execute(

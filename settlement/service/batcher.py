@@ -40,11 +40,12 @@ from settlement.domain.batch import (
 )
 from settlement.domain.calendar import PayoutWindow
 from settlement.domain.errors import RetryableError, SettlementError
-from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
 from settlement.domain.reconciliation import ExpectedBooking, ExpectedKind
 from settlement.iso20022.errors import MessageRefusedError
+from settlement.iso20022.pacs008 import parse_pacs008_summary
 from settlement.service.deadletter import dead_letter, header
+from settlement.service.killpoints import kill_point
 from settlement.service.ports import (
     AddOutcome,
     BatchHeader,
@@ -131,6 +132,54 @@ class _Owned:
     commanded: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _Unwritten:
+    """A sealed batch's payout rows, to be written once its pacs.008 is published."""
+
+    payouts: list[tuple[object, ...]]
+    retried: list[tuple[object, ...]]
+    due: bool = False  # the tick may write them: the seal's transaction was not committed
+
+
+@dataclass(frozen=True, slots=True)
+class _Payout:
+    """One payout of a sealed batch: its payments netted, its attempt's ids."""
+
+    payout_id: str
+    merchant_id: str
+    gross: int
+    fee: int
+    payments: int
+    late: int
+    attempt: int
+    instr_id: str
+    end_to_end_id: str
+    uetr: str
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.fee
+
+
+def _payouts_of(rows: Sequence[BatchRow]) -> list[_Payout]:
+    by_payout: dict[str, list[BatchRow]] = defaultdict(list)
+    for r in rows:
+        by_payout[r.payout_id].append(r)
+    out = []
+    for payout_id in sorted(by_payout):
+        group = by_payout[payout_id]
+        attempt = max(r.attempt for r in group)
+        instr, e2e, uetr = transaction_ids(payout_id, attempt)
+        out.append(_Payout(payout_id, group[0].merchant_id, sum(r.amount_minor for r in group),
+                           sum(r.fee_minor for r in group), len(group),
+                           sum(r.late for r in group), attempt, instr, e2e, uetr))
+    return out
+
+
+def _unsent_status(p: _Payout) -> str:
+    return "nothing_to_pay" if p.net == 0 else "no_payout_account"
+
+
 Renderer = Callable[[SealedBatch, Party, str, str], bytes]
 
 
@@ -151,13 +200,16 @@ class BatcherHandler:
         self._owned: dict[int, _Owned] = {}
         self._fresh: set[int] = set()  # assigned, ownership not yet claimed
         self._known: set[str] = set()  # batch ids whose header exists
-        # Renders a sealed batch's pacs.008 while its payouts are written; they overlap
-        # where lxml (parse, validate) and the driver's I/O leave the GIL free.
+        # Renders a sealed batch's pacs.008 (lxml: parse, validate).
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         # A seal's Cassandra work off the loop's thread: the merchant accounts' load (ahead
-        # of the seal, and beside the rows' read) and the payout rows (beside the render).
-        self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="seal-io")
+        # of the seal, and beside the rows' read).
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal-io")
         self._warming: Future[None] | None = None
+        # Sealed batches whose payout rows are still to be written (after the commit that
+        # published their pacs.008), with the rows when this worker sealed them, or None
+        # when found marked pending (a new owner after a crash): the tick writes those.
+        self._unwritten: dict[str, _Unwritten | None] = {}
         self.stats = BatcherStats()
 
     # -- ownership ---------------------------------------------------------
@@ -183,10 +235,13 @@ class BatcherHandler:
                     found = self._store.header(batch_id)
                     if found is not None and found[1].status == "open":
                         owned.batches[batch_id] = found[0]
+            pending = self._store.pending_of(self._topics.items, partition)
+            for batch_id in pending:
+                self._unwritten.setdefault(batch_id, None)
             self._owned[partition] = owned
             self._fresh.discard(partition)
             log.info("batcher.partition_claimed", partition=partition, epoch=epoch,
-                     open_batches=len(owned.batches))
+                     open_batches=len(owned.batches), payouts_pending=len(pending))
         return owned
 
     # -- records -----------------------------------------------------------
@@ -328,7 +383,8 @@ class BatcherHandler:
     # -- sealing -----------------------------------------------------------
 
     def tick(self, owned: Sequence[tuple[str, int]]) -> HandlerResult:
-        """Append a seal command for every owned batch whose cutoff + grace has passed."""
+        """Append a seal command for every owned batch whose cutoff + grace has passed, after
+        writing the payout rows still due (see `_write_payouts`)."""
         result = HandlerResult()
         now = self._clock()
         grace = timedelta(seconds=self._settings.seal_grace_s)
@@ -338,6 +394,10 @@ class BatcherHandler:
                 del self._owned[p]  # revoked: the next owner claims a new epoch
         # Claimed first: a claim that fails must fail before any command is marked issued.
         states = [(p, self._own(p)) for p in sorted(mine)]
+        for batch_id in sorted(self._unwritten):
+            entry = self._unwritten.get(batch_id)
+            if entry is None or entry.due:
+                self._write_payouts(batch_id)
         soon = now + timedelta(seconds=self._settings.seal_check_interval_s + WARM_LEAD_S)
         for p, state in states:
             for batch_id, head in sorted(state.batches.items()):
@@ -417,6 +477,15 @@ class BatcherHandler:
                 topic=self._topics.bank_outbound, key=head.bank_bic.encode(), value=xml,
                 headers=[("msg_id", state.msg_id.encode()), ("batch_id", batch_id.encode()),
                          ("bank_bic", head.bank_bic.encode()), ("currency", head.currency.encode())]))
+        if batch_id in self._unwritten:
+            # Its payout rows follow the commit that publishes the pacs.008 (the tick
+            # writes them if that commit never comes; a new owner, if this worker dies).
+            result.after_commit.append(partial(self._after_publish, batch_id))
+            result.after_abort.append(partial(self._write_due, batch_id))
+
+    def _after_publish(self, batch_id: str) -> None:
+        kill_point("batcher.published_before_payouts")
+        self._write_payouts(batch_id)
 
     def _published(self, head: BatchHeader, msg_id: str) -> None:
         """After the commit that made the pacs.008 visible on bank.outbound."""
@@ -438,12 +507,14 @@ class BatcherHandler:
     def _message(self, head: BatchHeader, sealed_at: datetime, msg_id: str) -> bytes | None:
         """The batch's pacs.008: stored at first seal, re-sent byte for byte afterwards.
 
-        The merchant accounts load (if the tick's prewarm has not) while the rows are read,
-        and the payout rows are written while the transactions are built and the message
-        renders. The expected bookings and the message follow once both succeeded; the
-        stored message makes the seal final (a replay re-sends it and writes nothing
-        again), so no bank answer can be ahead of its payout and an expected booking never
-        names a message that failed.
+        The merchant accounts load (if the tick's prewarm has not) while the rows are read;
+        the payouts are netted and the pacs.008 renders on a helper thread. Then the batch
+        is marked pending, its expected bookings and the message are stored: the stored
+        message makes the seal final (a replay re-sends it). The payout rows (one partition
+        each, the seal's longest write) are not written here but after the commit that
+        publishes the message (`_write_payouts`); until then the marker tells the inbound
+        stage that an answer about them is early, not unknown. A batch with nothing to send
+        writes its rows here.
         """
         stored = self._store.message(head.batch_id)
         if stored is not None:
@@ -456,83 +527,134 @@ class BatcherHandler:
             wait([warming])  # a retry must not overlap it; the read's error wins
         warming.result()
         t_read = time.monotonic()
-        by_payout: dict[str, list[BatchRow]] = defaultdict(list)
-        for r in rows:
-            by_payout[r.payout_id].append(r)
         payouts: list[tuple[object, ...]] = []
         retried: list[tuple[object, ...]] = []
-        merchants: dict[str, str] = {}
-        fees: dict[str, tuple[int, int]] = {}
-        sending: list[tuple[str, str, str, str, int, MerchantAccount, int, int]] = []
-        for payout_id in sorted(by_payout):
-            group = by_payout[payout_id]
-            gross = sum(r.amount_minor for r in group)
-            fee = sum(r.fee_minor for r in group)
-            net = gross - fee
-            merchant = group[0].merchant_id
-            attempt = max(r.attempt for r in group)
-            merchants[payout_id], fees[payout_id] = merchant, (gross, fee)
-            instr, e2e, uetr = transaction_ids(payout_id, attempt)
-            account = self._merchants.lookup(merchant, head.currency)
-            status = "sent" if net > 0 and account is not None else (
-                "nothing_to_pay" if net == 0 else "no_payout_account")
+        txs: list[PayoutTx] = []
+        plan = _payouts_of(rows)
+        for p in plan:
+            account = self._merchants.lookup(p.merchant_id, head.currency)
+            status = "sent" if p.net > 0 and account is not None else _unsent_status(p)
             if status == "sent":
                 assert account is not None
-                sending.append((payout_id, instr, e2e, uetr, net, account, attempt, len(group)))
-            (retried if attempt > 1 else payouts).append((
-                payout_id, head.batch_id, merchant, head.currency, head.window_id, net, gross, fee,
-                len(group), sum(r.late for r in group), attempt, e2e, instr, uetr, status,
-                sealed_at))
-        # The payout rows are the seal's longest part: they are written while the
-        # transactions are built and rendered.
-        t_write = time.monotonic()
-        writes = self._io.submit(self._save_payouts, payouts, retried)
-        try:
-            txs = [PayoutTx(
-                payout_id=payout_id, instr_id=instr, end_to_end_id=e2e, uetr=uetr,
-                amount_minor=net, currency=head.currency,
-                creditor=Party(name=account.creditor_name, account_id=account.account_id,
-                               account_scheme=account.account_scheme, bic=account.bank_bic),
-                remittance=(f"Payout {payout_id} attempt {attempt}" if attempt > 1 else
-                            f"Payout {payout_id} {head.window_id}: {n} payment(s)"),
-                payments=n) for payout_id, instr, e2e, uetr, net, account, attempt, n in sending]
-        except BaseException:
-            wait([writes])  # a retry must not overlap it
-            raise
+                txs.append(PayoutTx(
+                    payout_id=p.payout_id, instr_id=p.instr_id, end_to_end_id=p.end_to_end_id,
+                    uetr=p.uetr, amount_minor=p.net, currency=head.currency,
+                    creditor=Party(name=account.creditor_name, account_id=account.account_id,
+                                   account_scheme=account.account_scheme, bic=account.bank_bic),
+                    remittance=(f"Payout {p.payout_id} attempt {p.attempt}" if p.attempt > 1 else
+                                f"Payout {p.payout_id} {head.window_id}: {p.payments} payment(s)"),
+                    payments=p.payments))
+            (retried if p.attempt > 1 else payouts).append(self._row(head, p, status, sealed_at))
         t_build = time.monotonic()
-        rendering = self._start_render(head, sealed_at, msg_id, txs)
-        wait([writes])
-        if rendering is not None:
-            wait([rendering])  # also when the write failed: a retry must not overlap it
-        t_payouts = time.monotonic()
-        writes.result()  # the write's error wins over the render's, as when they ran in turn
-        try:
-            xml = rendering.result() if rendering is not None else None
-        except MessageRefusedError as exc:
-            if exc.code != "oversized":
-                raise
-            self._too_large(head, sealed_at, msg_id, txs, rows, exc)
+        xml = self._render_now(head, sealed_at, msg_id, txs, payouts, retried, rows)
+        t_render = time.monotonic()
         if xml is not None:
+            by_payout = {p.payout_id: p for p in plan}
+            self._store.mark_pending(head.batch_id, self._topics.items, head.items_partition,
+                                     msg_id, sealed_at)
             self._store.save_expected(head.batch_id, [ExpectedBooking(
                 ExpectedKind.PAYOUT, head.bank_bic, head.settlement_date, head.currency,
-                t.end_to_end_id, t.amount_minor, msg_id, merchants[t.payout_id],
-                *fees[t.payout_id]) for t in txs])
+                t.end_to_end_id, t.amount_minor, msg_id, by_payout[t.payout_id].merchant_id,
+                by_payout[t.payout_id].gross, by_payout[t.payout_id].fee) for t in txs])
             self._store.save_message((head.batch_id, msg_id, head.bank_bic, head.currency,
                                       head.settlement_date, len(txs),
                                       sum(t.amount_minor for t in txs), xml, sealed_at))
+            self._unwritten[head.batch_id] = _Unwritten(payouts, retried)
+        else:
+            self._save_payouts(payouts, retried)  # nothing to send, so nothing to wait for
         self._mark_index(head, "sent" if xml else "empty", txs, rows, msg_id, sealed_at)
         metrics.batch_rendered(head.bank_bic, head.currency, len(txs))
         log.info("batch.sealed", batch_id=head.batch_id, msg_id=msg_id, txs=len(txs),
                  payments=len(rows), late=sum(r.late for r in rows),
                  read_ms=int((t_read - t0) * 1000), build_ms=int((t_build - t_read) * 1000),
-                 writes_ms=int((t_payouts - t_write) * 1000),
-                 store_ms=int((time.monotonic() - t_payouts) * 1000))
+                 render_ms=int((t_render - t_build) * 1000),
+                 store_ms=int((time.monotonic() - t_render) * 1000))
         return xml
 
+    def _render_now(self, head: BatchHeader, sealed_at: datetime, msg_id: str,
+                    txs: list[PayoutTx], payouts: list[tuple[object, ...]],
+                    retried: list[tuple[object, ...]], rows: list[BatchRow]) -> bytes | None:
+        """The pacs.008 (None when nothing is sent); one too large to send is not sent."""
+        rendering = self._start_render(head, sealed_at, msg_id, txs)
+        if rendering is None:
+            return None
+        wait([rendering])
+        try:
+            return rendering.result()
+        except MessageRefusedError as exc:
+            if exc.code != "oversized":
+                raise
+            self._too_large(head, sealed_at, msg_id, txs, payouts, retried, rows, exc)
+        raise AssertionError("unreachable: _too_large raises")
+
+    @staticmethod
+    def _row(head: BatchHeader, p: _Payout, status: str, sealed_at: datetime) -> tuple[object, ...]:
+        return (p.payout_id, head.batch_id, p.merchant_id, head.currency, head.window_id, p.net,
+                p.gross, p.fee, p.payments, p.late, p.attempt, p.end_to_end_id, p.instr_id,
+                p.uetr, status, sealed_at)
+
+    def _write_payouts(self, batch_id: str) -> None:
+        """A sealed batch's payout rows, then its pending marker cleared.
+
+        After the commit that published its pacs.008 (or, by the tick, when that commit
+        did not happen or this write failed; or by a new owner of the items partition,
+        which rebuilds the rows from the batch and the stored message). Deterministic
+        rows at the seal's timestamp: writing them twice, or after a bank's answer moved
+        a payout on, changes nothing.
+        """
+        if batch_id not in self._unwritten:
+            return
+        t0 = time.monotonic()
+        self._write_due(batch_id)  # if this write fails, the tick tries again
+        entry = self._unwritten[batch_id] or self._rebuild(batch_id)
+        if entry is None:
+            return
+        self._save_payouts(entry.payouts, entry.retried)
+        self._store.clear_pending(batch_id)
+        self._unwritten.pop(batch_id, None)
+        log.info("batch.payouts_written", batch_id=batch_id,
+                 payouts=len(entry.payouts) + len(entry.retried),
+                 ms=int((time.monotonic() - t0) * 1000))
+
+    def _write_due(self, batch_id: str) -> None:
+        """The seal's transaction aborted: the tick writes the rows (a replayed seal
+        command sends the stored message again, which needs them no less)."""
+        entry = self._unwritten.get(batch_id)
+        if entry is not None:
+            entry.due = True
+
+    def _rebuild(self, batch_id: str) -> _Unwritten | None:
+        """The payout rows of a batch found pending, from its rows and its stored pacs.008:
+        a payout is 'sent' when its EndToEndId is in the message, as it was at the seal
+        (the merchant registry may have changed since)."""
+        found = self._store.header(batch_id)
+        xml = self._store.message(batch_id)
+        if found is None or xml is None or found[1].sealed_at is None:
+            # Marked, but the seal did not get to store its message: the seal command is
+            # replayed (it was not committed) and seals it in full.
+            self._unwritten.pop(batch_id, None)
+            log.info("batch.payouts_pending_without_message", batch_id=batch_id)
+            return None
+        head, state = found
+        assert state.sealed_at is not None
+        sent = {t.end_to_end_id for t in parse_pacs008_summary(xml).transactions}
+        entry = _Unwritten([], [])
+        for p in _payouts_of(self._store.rows(batch_id)):
+            status = "sent" if p.end_to_end_id in sent else _unsent_status(p)
+            (entry.retried if p.attempt > 1 else entry.payouts).append(
+                self._row(head, p, status, state.sealed_at))
+        log.info("batch.payouts_rebuilt", batch_id=batch_id,
+                 payouts=len(entry.payouts) + len(entry.retried), sent=len(sent))
+        return entry
+
     def _too_large(self, head: BatchHeader, sealed_at: datetime, msg_id: str,
-                   txs: list[PayoutTx], rows: list[BatchRow], exc: MessageRefusedError) -> None:
-        """The batch's payouts were written as sent, beside the render: they are 'unsent'
-        now, the batch index says 'oversized', and nothing is stored or published."""
+                   txs: list[PayoutTx], payouts: list[tuple[object, ...]],
+                   retried: list[tuple[object, ...]], rows: list[BatchRow],
+                   exc: MessageRefusedError) -> None:
+        """The batch's payouts are written, then marked 'unsent' (over the seal's write,
+        as a replay writes them again); the batch index says 'oversized', and nothing is
+        stored or published."""
+        self._save_payouts(payouts, retried)
         self._store.mark_unsent([t.payout_id for t in txs], sealed_at)
         self._mark_index(head, "oversized", txs, rows, msg_id, sealed_at)
         shards = self._cal.shards(head.bank_bic)

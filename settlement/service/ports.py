@@ -230,6 +230,20 @@ class BatchStore(Protocol):
 
     def mark_index(self, params: tuple[object, ...]) -> None: ...
 
+    def mark_pending(self, batch_id: str, topic: str, partition: int, msg_id: str,
+                     sealed_at: datetime) -> None:
+        """A sealed batch whose payout rows are written after its pacs.008 is published:
+        before the message is stored, so a stored message always has its rows or this."""
+        ...
+
+    def pending_of(self, topic: str, partition: int) -> list[str]:
+        """Batches of an items partition whose payout rows are still to be written."""
+        ...
+
+    def clear_pending(self, batch_id: str) -> None:
+        """The batch's payout rows are written (after they are)."""
+        ...
+
     def mark_unsent(self, payout_ids: Sequence[str], sealed_at: datetime) -> None:
         """Payouts of a sealed batch whose pacs.008 could not be sent: status 'unsent',
         over the seal's own write (deterministic, so a replayed seal writes the same)."""

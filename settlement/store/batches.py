@@ -86,6 +86,12 @@ class CassandraBatchStore:
             "UPDATE batch_index SET status = ?, nb_of_txs = ?, ctrl_sum = ?, payments = ?, "
             "late_payments = ?, msg_id = ?, sealed_at = ? "
             "WHERE items_topic = ? AND items_partition = ? AND batch_id = ?")
+        self._pending_put = p(
+            "INSERT INTO payouts_pending (scope, batch_id, items_topic, items_partition, msg_id, "
+            "sealed_at) VALUES (0, ?, ?, ?, ?, ?)")
+        self._pending_all = p("SELECT batch_id, items_topic, items_partition FROM payouts_pending "
+                              "WHERE scope = 0")
+        self._pending_del = p("DELETE FROM payouts_pending WHERE scope = 0 AND batch_id = ?")
 
     # -- ownership ------------------------------------------------------------
 
@@ -205,6 +211,19 @@ class CassandraBatchStore:
     def save_message(self, params: tuple[Any, ...]) -> None:
         self._all(self._by_msg, [(params[1], params[0], params[2])], "index pacs.008")
         self._all(self._msg_put, [params], "save pacs.008")
+
+    def mark_pending(self, batch_id: str, topic: str, partition: int, msg_id: str,
+                     sealed_at: datetime) -> None:
+        self._all(self._pending_put, [(batch_id, topic, partition, msg_id, sealed_at)],
+                  "mark payouts pending")
+
+    def pending_of(self, topic: str, partition: int) -> list[str]:
+        rows = execute(self._s, self._pending_all, (), "list pending payouts")
+        return sorted(r.batch_id for r in rows
+                      if r.items_topic == topic and r.items_partition == partition)
+
+    def clear_pending(self, batch_id: str) -> None:
+        self._all(self._pending_del, [(batch_id,)], "clear pending payouts")
 
     def mark_index(self, params: tuple[Any, ...]) -> None:
         self._all(self._index_sealed, [params], "update batch index")

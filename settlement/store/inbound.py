@@ -10,12 +10,18 @@ from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
 from settlement.domain.batch import payout_of_end_to_end_id
+from settlement.domain.errors import RetryableError
 from settlement.domain.reconciliation import ExpectedBooking
 from settlement.service.ports import PayoutRef
 from settlement.store.expected import CassandraExpectedStore
 from settlement.store.session import execute, execute_all
 
 READ_CONCURRENCY = 64  # a group reject's payout reads in flight at once
+# A sealed batch's payout rows are written after its pacs.008 is published, normally
+# within seconds. An answer about a payout not found while a batch is pending waits for
+# them (retried); a marker older than this no longer holds answers back: they are parked
+# as unknown, as an answer about a payout that does not exist is, and can be retried.
+PENDING_WAIT_S = 300.0
 
 
 class CassandraInboundStore:
@@ -37,6 +43,7 @@ class CassandraInboundStore:
         self._payout = p("SELECT payout_id, batch_id, merchant_id, amount_minor, currency, status, "
                          "end_to_end_id FROM payouts WHERE payout_id = ?")
         self._payout.consistency_level = ConsistencyLevel.SERIAL  # written by LWT
+        self._pending = p("SELECT batch_id, sealed_at FROM payouts_pending WHERE scope = 0")
         self._move = p("UPDATE payouts SET status = ?, updated_at = ? WHERE payout_id = ? "
                        "IF status = ?")
         self._cause = p("SELECT src FROM payout_transitions WHERE payout_id = ? AND status = ?")
@@ -71,14 +78,36 @@ class CassandraInboundStore:
         return _payout_ref(self._exec(self._payout, (payout_id,), "read payout").one(),
                            end_to_end_id)
 
+    def _pending_batches(self) -> list[str]:
+        """Sealed batches whose payout rows are still being written (PENDING_WAIT_S)."""
+        horizon = datetime.now(UTC).timestamp() - PENDING_WAIT_S
+        return sorted(r.batch_id for r in self._exec(self._pending, (), "list pending payouts")
+                      if r.sealed_at is None or r.sealed_at.replace(tzinfo=UTC).timestamp() > horizon)
+
     def payout_by_e2e(self, end_to_end_id: str) -> PayoutRef | None:
         found = payout_of_end_to_end_id(end_to_end_id)
-        return None if found is None else self._ref(found[0], end_to_end_id)
+        if found is None:
+            return None
+        ref = self._ref(found[0], end_to_end_id)
+        if ref is not None:
+            return ref
+        # Not found, or found at an earlier attempt: early (its batch's rows are still
+        # being written) or unknown. Read again once no batch is pending: its rows were
+        # written before its marker went, so the second read sees them.
+        pending = self._pending_batches()
+        if pending:
+            raise RetryableError(f"payout {found[0]} (EndToEndId {end_to_end_id}) not found "
+                                 f"while the payouts of {len(pending)} sealed batch(es) are being "
+                                 f"written, e.g. {pending[0]}: asking again")
+        return self._ref(found[0], end_to_end_id)
 
     def payouts_of_msg(self, msg_id: str) -> list[PayoutRef]:
         r = self._exec(self._by_msg, (msg_id,), "find batch").one()
         if r is None:
             return []
+        if r.batch_id in self._pending_batches():
+            raise RetryableError(f"the payouts of {msg_id} (batch {r.batch_id}) are being "
+                                 "written: asking again")
         ids = sorted({x.payout_id for x in self._exec(self._batch_payouts, (r.batch_id,),
                                                        "list payouts") if x.payout_id})
         # Read together, not one after another: a group reject of a 10,000-payout pacs.008

@@ -32,10 +32,14 @@ def next_minute(after: datetime | None = None) -> datetime:
 
 
 def open_batches(settings: Settings) -> int:
+    """Batches still open, plus sealed ones whose payout rows are not written yet (they
+    follow the commit that publishes the batch's pacs.008)."""
     s = connect(settings.cassandra, keyspace=settings.cassandra.keyspace)
     try:
         rows = s.execute("SELECT batch_id, status FROM batches")
-        return len({r.batch_id for r in rows if r.status != "sealed"})
+        unsealed = {r.batch_id for r in rows if r.status != "sealed"}
+        pending = {r.batch_id for r in s.execute("SELECT batch_id FROM payouts_pending")}
+        return len(unsealed | pending)
     finally:
         s.cluster.shutdown()
 

@@ -30,6 +30,7 @@ class FakeBatchStore:
         self.payouts: dict[str, tuple[Any, ...]] = {}
         self.expected: dict[str, list[ExpectedBooking]] = {}
         self.index: dict[str, tuple[Any, ...]] = {}  # batch id -> its mark_index params
+        self.pending: dict[str, tuple[str, int]] = {}  # batch id -> its items (topic, partition)
         self.add_calls = 0  # rounds of conditional batches
 
     def claim(self, topic: str, partition: int, owner: str) -> int:
@@ -104,6 +105,16 @@ class FakeBatchStore:
 
     def mark_index(self, params: tuple[Any, ...]) -> None:
         self.index[str(params[-1])] = params
+
+    def mark_pending(self, batch_id: str, topic: str, partition: int, msg_id: str,
+                     sealed_at: datetime) -> None:
+        self.pending[batch_id] = (topic, partition)
+
+    def pending_of(self, topic: str, partition: int) -> list[str]:
+        return sorted(b for b, tp in self.pending.items() if tp == (topic, partition))
+
+    def clear_pending(self, batch_id: str) -> None:
+        self.pending.pop(batch_id, None)
 
     def mark_unsent(self, payout_ids: Sequence[str], sealed_at: datetime) -> None:
         for pid in payout_ids:

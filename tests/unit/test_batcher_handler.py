@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -120,11 +119,18 @@ def test_no_seal_before_cutoff_plus_grace_then_exactly_one_command(env) -> None:
     assert h.tick([(TOPICS.items, 0)]).outputs == []  # not twice
 
 
-def _seal(h: BatcherHandler, log: Log, clock: Clock) -> tuple[InboundRecord, list[OutboundRecord]]:
+def _seal(h: BatcherHandler, log: Log, clock: Clock,
+          commit: bool = True) -> tuple[InboundRecord, list[OutboundRecord]]:
+    """Issue and handle the seal command; then, as the loop does after the commit that
+    publishes its outputs, run the after-commit work (the payout rows)."""
     clock.now = T0 + timedelta(hours=1, seconds=6)
     [cmd] = h.tick([(TOPICS.items, 0)]).outputs
     rec = log.from_output(cmd)
-    return rec, h.handle([rec]).outputs
+    result = h.handle([rec])
+    if commit:
+        for callback in result.after_commit:
+            callback()
+    return rec, result.outputs
 
 
 def test_seal_publishes_a_valid_pacs008_whose_sums_match(env) -> None:
@@ -217,33 +223,117 @@ def test_end_to_end_id_carries_the_payout_and_attempt_within_max35() -> None:
 
 
 class _FailingPayouts(FakeBatchStore):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
     def save_payouts(self, params: list[tuple[object, ...]]) -> None:
-        raise RetryableError("Cassandra timed out saving payouts")
+        if self.failures:
+            self.failures -= 1
+            raise RetryableError("Cassandra timed out saving payouts")
+        super().save_payouts(params)
 
 
-def test_a_failed_payout_write_waits_for_the_render_and_sends_nothing(env) -> None:
-    _, clock, log = env
-    store = _FailingPayouts()
-    rendered: list[str] = []
-
-    def slow_render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
-        time.sleep(0.2)  # still rendering when the write fails
-        rendered.append(batch.batch_id)
-        return _render(batch, debtor, cb, sm)
-
-    h = BatcherHandler(store, FakeMerchants(ACCOUNTS), _Cal(), TOPICS,
-                       BatcherSettings(seal_grace_s=5), ProcessorSettings(), slow_render, "b",
-                       clock=clock)
-    h.assigned([(TOPICS.items, 0)])
-    h.handle([log.rec(item("p1"))])
-    with pytest.raises(RetryableError, match="saving payouts"):
-        _seal(h, log, clock)
-    assert len(rendered) == 1  # awaited before the error surfaced: a retry cannot overlap it
-    assert store.messages == {} and store.expected == {}
+def test_payout_rows_follow_the_commit_that_publishes_the_pacs008(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1")), log.rec(item("p3", merchant="m-pay"))])
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    result = h.handle([log.from_output(cmd)])
+    [msg] = result.outputs
+    [batch_id] = store.messages
+    # published with its message stored and the batch marked pending, no payout row yet
+    assert store.payouts == {} and store.pending == {batch_id: (TOPICS.items, 0)}
+    assert msg.value == store.messages[batch_id]
+    h.tick([(TOPICS.items, 0)])
+    assert store.payouts == {}  # not before the commit
+    for callback in result.after_commit:
+        callback()
+    assert sorted(p[14] for p in store.payouts.values()) == ["sent", "sent"]
+    assert store.pending == {}
     h.close()
 
 
-def test_a_render_that_fails_leaves_the_payouts_saved_and_nothing_sent(env) -> None:
+def test_a_payout_write_that_fails_after_the_commit_is_done_by_the_next_tick(env) -> None:
+    _, clock, log = env
+    store = _FailingPayouts(failures=2)
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    result = h.handle([log.from_output(cmd)])
+    with pytest.raises(RetryableError, match="saving payouts"):
+        for callback in result.after_commit:
+            callback()  # the loop logs a RetryableError here and goes on
+    assert store.payouts == {} and list(store.pending)
+    with pytest.raises(RetryableError, match="saving payouts"):
+        h.tick([(TOPICS.items, 0)])  # Cassandra still down: the loop waits and ticks again
+    h.tick([(TOPICS.items, 0)])
+    assert [p[14] for p in store.payouts.values()] == ["sent"] and store.pending == {}
+    h.close()
+
+
+def test_after_an_aborted_seal_the_tick_writes_the_payouts_and_the_replay_resends(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    rec = log.from_output(cmd)
+    result = h.handle([rec])
+    for callback in result.after_abort:
+        callback()
+    h.tick([(TOPICS.items, 0)])  # before the command is handled again: no longer waits
+    assert len(store.payouts) == 1 and store.pending == {}
+    [again] = h.handle([rec]).outputs
+    assert again.value == result.outputs[0].value
+    h.close()
+
+
+def test_a_new_owner_writes_the_payouts_a_dead_one_left_from_its_stored_message(env) -> None:
+    store, clock, log = env
+    merchants = FakeMerchants(ACCOUNTS)
+    dead = make(store, clock, merchants)
+    dead.handle([log.rec(item("p1")), log.rec(item("p2", merchant="m-new")),
+                 log.rec(item("p3", merchant="m-pay", amount=30, fee=30))])
+    _seal(dead, log, clock, commit=False)  # killed between the commit and the payout rows
+    dead.close()
+    assert store.payouts == {} and list(store.pending)
+    # m-new has an account by now; it had none at the seal, so it was not in the message
+    merchants.accounts[("m-new", "EUR")] = ACCOUNTS[0].model_copy(update={"merchant_id": "m-new"})
+    new = make(store, clock, merchants)  # takes the partition over
+    new.tick([(TOPICS.items, 0)])
+    by_merchant = {p[2]: p[14] for p in store.payouts.values()}
+    assert by_merchant == {"m-win": "sent", "m-new": "no_payout_account",
+                           "m-pay": "nothing_to_pay"}
+    [summary] = [parse_pacs008_summary(x) for x in store.messages.values()]
+    sent_e2e = {p[11] for p in store.payouts.values() if p[14] == "sent"}
+    assert sent_e2e == {t.end_to_end_id for t in summary.transactions}
+    assert store.pending == {}
+    new.close()
+
+
+def test_a_marker_whose_seal_stored_no_message_is_left_to_the_replayed_command(env) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    [batch_id] = store.batches
+    store.mark_pending(batch_id, TOPICS.items, 0, "M-x", clock.now)  # died before the message
+    new = make(store, clock)
+    new.tick([(TOPICS.items, 0)])
+    assert store.payouts == {}  # nothing to rebuild from: the command is replayed
+    result = new.handle([log.from_output(cmd)])
+    for callback in result.after_commit:
+        callback()
+    assert [p[14] for p in store.payouts.values()] == ["sent"] and store.pending == {}
+    h.close()
+    new.close()
+
+
+def test_a_render_that_fails_writes_no_payout_and_sends_nothing(env) -> None:
     store, clock, log = env
 
     def broken_render(batch, debtor, cb, sm):  # type: ignore[no-untyped-def]
@@ -256,7 +346,7 @@ def test_a_render_that_fails_leaves_the_payouts_saved_and_nothing_sent(env) -> N
     h.handle([log.rec(item("p1")), log.rec(item("p3", merchant="m-pay"))])
     with pytest.raises(MessageBuildError, match="cannot be expressed"):
         _seal(h, log, clock)
-    assert len(store.payouts) == 2  # written while the render ran, as before it
+    assert store.payouts == {} and store.pending == {}
     assert store.messages == {} and store.expected == {}
     h.close()
 

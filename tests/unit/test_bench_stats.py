@@ -267,6 +267,10 @@ def test_the_seal_and_end_to_end_rows_carry_their_targets() -> None:
                               "e2e": e2e | {"batchers": 1, "payments_per_s": 3100.0}}))
     assert fast["batcher, 10,000 payouts"].met is True
     assert fast["e2e to pacs.008, 10,000 payments, 1 batcher"].met is True
+    # the payout rows, written after the commit that published the pacs.008, are shown
+    later = by_name(summarize({"batcher": batcher | {"cutoff_to_payouts_s": 3.1}}))
+    assert later["batcher, 10,000 payouts"].note == (
+        "cutoff+grace -> pacs.008 2.40 s for 10,000 txs, payout rows 3.10 s")
 
 
 def test_a_backlog_mostly_done_before_the_first_commit_is_not_a_throughput() -> None:
