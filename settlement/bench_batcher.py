@@ -155,7 +155,7 @@ def run_batcher_bench(base: Settings, payouts: int, log_dir: Path, tag: str,
         fleet = Fleet.of("batcher", 1, env=child_env(env), log_dir=log_dir, prefix=f"{prefix}-")
         fleet.start()
         try:
-            placement, left0 = _time_placement(s, prefix, payouts)
+            placement, left0 = _time_placement(s, prefix, payouts, fleet)
             due = cutoff + timedelta(seconds=grace)
             xml, seen = _wait_message(s, timeout_s=(due - datetime.now(UTC)).total_seconds() + 120)
             lag = (seen - due).total_seconds()
@@ -187,7 +187,7 @@ def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: P
                          prefix=f"{prefix}-")
         fleet.start()
         try:
-            placement, left0 = _time_placement(s, prefix, payments)
+            placement, left0 = _time_placement(s, prefix, payments, fleet)
         finally:
             fleet.stop()
         return PlacementResult(payments, batchers, len(SPREAD), partitions,
@@ -195,12 +195,19 @@ def run_placement_bench(base: Settings, payments: int, batchers: int, log_dir: P
                                rate_after_first_commit(payments, left0, placement), facts)
 
 
-def _time_placement(s: Settings, prefix: str, items: int) -> tuple[float | None, int]:
+def _time_placement(s: Settings, prefix: str, items: int,
+                    fleet: Fleet) -> tuple[float | None, int]:
     """(seconds from the batchers' first commit seen to no item pending, items pending at
-    that commit); (None, 0) when everything was placed before a commit could be seen."""
+    that commit); (None, 0) when everything was placed before a commit could be seen.
+    Raises if every batcher has exited (it would wait for good otherwise)."""
     t0, left0 = None, 0
     while (left := pending_records(s.kafka, f"{prefix}-batcher", s.topics.items,
                                    cap=items + 1)) > 0:
+        if not any(w.alive for w in fleet.workers):
+            w = fleet.workers[0]
+            code = None if w.proc is None else w.proc.returncode
+            raise RuntimeError(f"the batcher exited (code {code}) with {left:,} items still to "
+                               f"place: see {w.log_path}")
         if t0 is None and left < items:
             t0, left0 = time.monotonic(), left  # first commit seen: start-up is over
         time.sleep(0.1)
