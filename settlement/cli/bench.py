@@ -130,7 +130,8 @@ def bench_batcher(
     out: Annotated[Path, typer.Option(help="JSON results.")] = Path("bench-out/batcher.json"),
 ) -> None:
     """Batcher: payments/s placed into payouts and batches, and the time from a cutoff
-    (plus grace) to the batch's pacs.008 on bank.outbound, for one big batch.
+    (plus grace) to the batch's pacs.008 on bank.outbound, for one big batch, and to
+    its payout rows, which are written after the pacs.008 is published.
 
     Example: settlement bench batcher --payouts 10000
     """
