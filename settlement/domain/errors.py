@@ -11,6 +11,12 @@ class RetryableError(SettlementError):
     """A transient failure (timeout, node down): the same call may succeed later."""
 
 
+class NotYetError(RetryableError):
+    """What a record needs is not there yet but is on its way (a payout row, written just
+    after its pacs.008 is published): asked again after the loop's backoff, like an
+    outage, but nothing is down."""
+
+
 class FatalError(SettlementError):
     """A failure no retry will fix (misconfiguration, fenced producer, bad schema)."""
 

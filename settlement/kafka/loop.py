@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from settlement import metrics
 from settlement.config import KafkaSettings, WorkerSettings
-from settlement.domain.errors import FatalError, RetryableError
+from settlement.domain.errors import FatalError, NotYetError, RetryableError
 from settlement.kafka.errors import TxnErrorKind, classify
 from settlement.kafka.reader import header_pairs, position
 from settlement.kafka.telemetry import STATS_INTERVAL_MS, LoopHealth, brokers_up, observe_lag
@@ -394,6 +394,7 @@ class StageLoop:
                     raise AbortBatchError(f"offset commit failed: {exc}") from exc
         self._batch = None
         self.stats.commits += 1
+        self._outage_backoff = 0.0  # the next outage starts at the shortest wait again
         self.stats.produced += batch.produced
         metrics.committed(self._role, batch.tally)
         for callback in batch.after_commit:
@@ -503,11 +504,14 @@ class StageLoop:
     def _enter_outage(self, exc: RetryableError) -> None:
         """A dependency is down: abort, rewind, pause and keep polling until it is back."""
         self.stats.outages += 1
-        metrics.OUTAGES.labels(self._role).inc()
         self._outage_backoff = min(max(self._outage_backoff * 2, 0.5),
                                    self._worker.outage_backoff_max_s)
-        self._log.warning("worker.dependency_down", error=str(exc),
-                          retry_in_s=self._outage_backoff)
+        if isinstance(exc, NotYetError):
+            self._log.info("worker.waiting", reason=str(exc), retry_in_s=self._outage_backoff)
+        else:
+            metrics.OUTAGES.labels(self._role).inc()
+            self._log.warning("worker.dependency_down", error=str(exc),
+                              retry_in_s=self._outage_backoff)
         self._abort_and_rewind()
         self._consumer.pause([TopicPartition(t, p) for t, p in self._assigned])
         self._outage_until = time.monotonic() + self._outage_backoff

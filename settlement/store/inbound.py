@@ -10,7 +10,7 @@ from cassandra.cluster import Session
 from cassandra.util import uuid_from_time
 
 from settlement.domain.batch import payout_of_end_to_end_id
-from settlement.domain.errors import RetryableError
+from settlement.domain.errors import NotYetError
 from settlement.domain.reconciliation import ExpectedBooking
 from settlement.service.ports import PayoutRef
 from settlement.store.expected import CassandraExpectedStore
@@ -96,7 +96,7 @@ class CassandraInboundStore:
         # written before its marker went, so the second read sees them.
         pending = self._pending_batches()
         if pending:
-            raise RetryableError(f"payout {found[0]} (EndToEndId {end_to_end_id}) not found "
+            raise NotYetError(f"payout {found[0]} (EndToEndId {end_to_end_id}) not found "
                                  f"while the payouts of {len(pending)} sealed batch(es) are being "
                                  f"written, e.g. {pending[0]}: asking again")
         return self._ref(found[0], end_to_end_id)
@@ -106,7 +106,7 @@ class CassandraInboundStore:
         if r is None:
             return []
         if r.batch_id in self._pending_batches():
-            raise RetryableError(f"the payouts of {msg_id} (batch {r.batch_id}) are being "
+            raise NotYetError(f"the payouts of {msg_id} (batch {r.batch_id}) are being "
                                  "written: asking again")
         ids = sorted({x.payout_id for x in self._exec(self._batch_payouts, (r.batch_id,),
                                                        "list payouts") if x.payout_id})

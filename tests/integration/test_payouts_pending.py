@@ -1,6 +1,6 @@
 """A sealed batch's payout rows follow the commit that publishes its pacs.008; meanwhile
 the batch is marked pending, on the real Cassandra: a bank's answer about one of its
-payouts is early (RetryableError, asked again), not unknown (parked); once the rows are
+payouts is early (NotYetError, asked again), not unknown (parked); once the rows are
 written and the marker cleared it applies; a marker older than PENDING_WAIT_S no longer
 holds answers about unknown payouts back."""
 
@@ -13,7 +13,7 @@ import pytest
 from cassandra.cluster import Session
 
 from settlement.domain.batch import payout_id_for, transaction_ids
-from settlement.domain.errors import RetryableError
+from settlement.domain.errors import NotYetError
 from settlement.store.batches import CassandraBatchStore
 from settlement.store.inbound import PENDING_WAIT_S, CassandraInboundStore
 from settlement.store.session import connect
@@ -54,9 +54,9 @@ def test_an_answer_about_a_payout_still_being_written_is_asked_again(session: Se
     _seal(batches, session, "B-1", "M-1", row, now)
     assert batches.pending_of(TOPIC, 3) == ["B-1"] and batches.pending_of(TOPIC, 4) == []
 
-    with pytest.raises(RetryableError, match="being written"):
+    with pytest.raises(NotYetError, match="being written"):
         inbound.payout_by_e2e(str(row[11]))
-    with pytest.raises(RetryableError, match="M-1"):
+    with pytest.raises(NotYetError, match="M-1"):
         inbound.payouts_of_msg("M-1")
 
     batches.save_payouts([row])
@@ -80,5 +80,5 @@ def test_an_unknown_payout_is_unknown_once_no_batch_is_pending(session: Session)
     assert inbound.payouts_of_msg("M-old") == []  # its payouts were never written
 
     _seal(batches, session, "B-new", "M-new", _payout("B-new", "m-new", now), now)
-    with pytest.raises(RetryableError):
+    with pytest.raises(NotYetError):
         inbound.payout_by_e2e(str(stranger[11]))
