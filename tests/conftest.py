@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
 from settlement import bootstrap
@@ -154,6 +155,14 @@ def ns(stack: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     space = _make_namespace(monkeypatch, tmp_path / "logs")
     yield space
     _cleanup(space.settings, space.name)
+
+
+@pytest.fixture
+def session(ns: Namespace) -> Iterator[Session]:
+    """A Cassandra session on the test's own keyspace."""
+    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
+    yield s
+    s.cluster.shutdown()
 
 
 @pytest.fixture(scope="module")

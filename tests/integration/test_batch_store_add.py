@@ -5,26 +5,15 @@ batch's rows one window on, and stops as a zombie on a fenced one)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
-import pytest
 from cassandra.cluster import Session
 
 from settlement.service.ports import AddOutcome, BatchHeader, BatchRow
 from settlement.store.batches import CHUNK, CassandraBatchStore
-from settlement.store.session import connect
-from tests.conftest import Namespace
 
 CUTOFF = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 AT = datetime(2026, 11, 2, 9, 59, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def session(ns: Namespace) -> Iterator[Session]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    yield s
-    s.cluster.shutdown()
 
 
 def header(batch_id: str) -> BatchHeader:

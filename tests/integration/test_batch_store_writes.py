@@ -4,26 +4,15 @@ the same rows, and one-by-one writes (write_batch_rows = 1) give the same table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from cassandra.cluster import Session
 
 from settlement.store.batches import CassandraBatchStore
-from settlement.store.session import connect
-from tests.conftest import Namespace
 
 SEALED_AT = datetime(2026, 11, 2, 10, 0, 1, tzinfo=UTC)
 RESEALED_AT = datetime(2026, 11, 2, 11, 0, 1, tzinfo=UTC)  # the retry's own batch
-
-
-@pytest.fixture
-def session(ns: Namespace) -> Iterator[Session]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    yield s
-    s.cluster.shutdown()
 
 
 def payouts(prefix: str, n: int) -> list[tuple[Any, ...]]:

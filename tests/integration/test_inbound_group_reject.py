@@ -4,28 +4,18 @@ by LWT (SERIAL), the payouts with nothing to pay left out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from cassandra.cluster import Session
 
 from settlement.service.ports import BatchHeader, BatchRow
 from settlement.store.batches import CassandraBatchStore
 from settlement.store.inbound import READ_CONCURRENCY, CassandraInboundStore
-from settlement.store.session import connect
 from tests.conftest import Namespace
 
 AT = datetime(2026, 11, 2, 9, 59, tzinfo=UTC)
 SEALED = datetime(2026, 11, 2, 10, 0, 3, tzinfo=UTC)
 N = 3 * READ_CONCURRENCY + 7  # more than one round of reads in flight
-
-
-@pytest.fixture
-def session(ns: Namespace) -> Iterator[Session]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    yield s
-    s.cluster.shutdown()
 
 
 def test_a_group_reject_finds_every_payout_of_the_batch_but_those_with_nothing_to_pay(

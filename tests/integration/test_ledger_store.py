@@ -4,10 +4,8 @@ conflicts reported, nothing lost, nothing doubled."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from cassandra.cluster import Session
 from confluent_kafka import Producer
 
@@ -17,17 +15,9 @@ from settlement.service.ledger import classify
 from settlement.service.ports import LedgerEntry, ParkedPayment, RecordStatus, SourceRef
 from settlement.store.buckets import kafka_partition, ledger_bucket
 from settlement.store.ledger import CassandraLedgerStore
-from settlement.store.session import connect
 from tests.conftest import Namespace
 
 TOPIC = "payments.succeeded"
-
-
-@pytest.fixture
-def session(ns: Namespace) -> Iterator[Session]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    yield s
-    s.cluster.shutdown()
 
 
 def entry(pid: str, offset: int, amount: int = 1000, partition: int = 0) -> LedgerEntry:

@@ -6,7 +6,6 @@ holds answers about unknown payouts back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -16,17 +15,8 @@ from settlement.domain.batch import payout_id_for, transaction_ids
 from settlement.domain.errors import NotYetError
 from settlement.store.batches import CassandraBatchStore
 from settlement.store.inbound import PENDING_WAIT_S, CassandraInboundStore
-from settlement.store.session import connect
-from tests.conftest import Namespace
 
 TOPIC = "settlement.items"
-
-
-@pytest.fixture
-def session(ns: Namespace) -> Iterator[Session]:
-    s = connect(ns.settings.cassandra, keyspace=ns.settings.cassandra.keyspace)
-    yield s
-    s.cluster.shutdown()
 
 
 def _payout(batch_id: str, merchant: str, sealed_at: datetime) -> tuple[object, ...]:

@@ -17,7 +17,7 @@ from settlement.iso20022.pacs008 import parse_pacs008_summary, render_pacs008
 from settlement.service.batcher import BatcherHandler, BatchOwnershipLostError
 from settlement.service.calendars import CalendarRegistry
 from settlement.service.deadletter import header
-from settlement.service.ports import InboundRecord, OutboundRecord, SourceRef
+from settlement.service.ports import HandlerResult, InboundRecord, OutboundRecord, SourceRef
 from tests.unit.fake_batches import FakeBatchStore
 from tests.unit.fakes import FakeMerchants
 
@@ -119,14 +119,19 @@ def test_no_seal_before_cutoff_plus_grace_then_exactly_one_command(env) -> None:
     assert h.tick([(TOPICS.items, 0)]).outputs == []  # not twice
 
 
+def _handle_seal(h: BatcherHandler, log: Log, clock: Clock) -> tuple[InboundRecord, HandlerResult]:
+    """Issue the 10:00 batch's seal command and handle it; nothing committed yet."""
+    clock.now = T0 + timedelta(hours=1, seconds=6)
+    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
+    rec = log.from_output(cmd)
+    return rec, h.handle([rec])
+
+
 def _seal(h: BatcherHandler, log: Log, clock: Clock,
           commit: bool = True) -> tuple[InboundRecord, list[OutboundRecord]]:
     """Issue and handle the seal command; then, as the loop does after the commit that
     publishes its outputs, run the after-commit work (the payout rows)."""
-    clock.now = T0 + timedelta(hours=1, seconds=6)
-    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
-    rec = log.from_output(cmd)
-    result = h.handle([rec])
+    rec, result = _handle_seal(h, log, clock)
     if commit:
         for callback in result.after_commit:
             callback()
@@ -238,9 +243,7 @@ def test_payout_rows_follow_the_commit_that_publishes_the_pacs008(env) -> None:
     store, clock, log = env
     h = make(store, clock)
     h.handle([log.rec(item("p1")), log.rec(item("p3", merchant="m-pay"))])
-    clock.now = T0 + timedelta(hours=1, seconds=6)
-    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
-    result = h.handle([log.from_output(cmd)])
+    _, result = _handle_seal(h, log, clock)
     [msg] = result.outputs
     [batch_id] = store.messages
     # published with its message stored and the batch marked pending, no payout row yet
@@ -260,9 +263,7 @@ def test_a_payout_write_that_fails_after_the_commit_is_done_by_the_next_tick(env
     store = _FailingPayouts(failures=2)
     h = make(store, clock)
     h.handle([log.rec(item("p1"))])
-    clock.now = T0 + timedelta(hours=1, seconds=6)
-    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
-    result = h.handle([log.from_output(cmd)])
+    _, result = _handle_seal(h, log, clock)
     with pytest.raises(RetryableError, match="saving payouts"):
         for callback in result.after_commit:
             callback()  # the loop logs a RetryableError here and goes on
@@ -278,10 +279,7 @@ def test_after_an_aborted_seal_the_tick_writes_the_payouts_and_the_replay_resend
     store, clock, log = env
     h = make(store, clock)
     h.handle([log.rec(item("p1"))])
-    clock.now = T0 + timedelta(hours=1, seconds=6)
-    [cmd] = h.tick([(TOPICS.items, 0)]).outputs
-    rec = log.from_output(cmd)
-    result = h.handle([rec])
+    rec, result = _handle_seal(h, log, clock)
     for callback in result.after_abort:
         callback()
     h.tick([(TOPICS.items, 0)])  # before the command is handled again: no longer waits
