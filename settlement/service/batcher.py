@@ -60,6 +60,7 @@ from settlement.service.ports import (
 log = structlog.get_logger(__name__)
 MAX_LATE_HOPS = 64  # a payment later than this many sealed windows is a bug, not a case
 WARM_LEAD_S = 0.5  # merchant accounts load this long (+ one check interval) before a seal
+UNWRITTEN_OVERDUE_S = 60.0  # a sealed batch's payout rows not written by then: the tick does
 
 
 def _log_warm_failure(done: Future[None]) -> None:
@@ -139,6 +140,12 @@ class _Unwritten:
     payouts: list[tuple[object, ...]]
     retried: list[tuple[object, ...]]
     due: bool = False  # the tick may write them: the seal's transaction was not committed
+    since: float = field(default_factory=time.monotonic)
+
+    def overdue(self) -> bool:
+        """Due, or waiting longer than any commit takes (the seal's result was lost with
+        an error later in the same poll, and its replay went to another worker)."""
+        return self.due or time.monotonic() - self.since > UNWRITTEN_OVERDUE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +403,7 @@ class BatcherHandler:
         states = [(p, self._own(p)) for p in sorted(mine)]
         for batch_id in sorted(self._unwritten):
             entry = self._unwritten.get(batch_id)
-            if entry is None or entry.due:
+            if entry is None or entry.overdue():
                 self._write_payouts(batch_id)
         soon = now + timedelta(seconds=self._settings.seal_check_interval_s + WARM_LEAD_S)
         for p, state in states:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from settlement.domain.merchant import MerchantAccount
 from settlement.domain.payment import SettlementItem
 from settlement.iso20022.errors import MessageBuildError, MessageRefusedError
 from settlement.iso20022.pacs008 import parse_pacs008_summary, render_pacs008
+from settlement.service import batcher as batcher_module
 from settlement.service.batcher import BatcherHandler, BatchOwnershipLostError
 from settlement.service.calendars import CalendarRegistry
 from settlement.service.deadletter import header
@@ -286,6 +288,21 @@ def test_after_an_aborted_seal_the_tick_writes_the_payouts_and_the_replay_resend
     assert len(store.payouts) == 1 and store.pending == {}
     [again] = h.handle([rec]).outputs
     assert again.value == result.outputs[0].value
+    h.close()
+
+
+def test_payout_rows_whose_seal_result_was_lost_are_written_once_overdue(
+        env, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock, log = env
+    h = make(store, clock)
+    h.handle([log.rec(item("p1"))])
+    _handle_seal(h, log, clock)  # neither committed nor aborted: the poll failed later on
+    h.tick([(TOPICS.items, 0)])
+    assert store.payouts == {}
+    later = time.monotonic() + batcher_module.UNWRITTEN_OVERDUE_S + 1
+    monkeypatch.setattr(batcher_module.time, "monotonic", lambda: later)
+    h.tick([(TOPICS.items, 0)])
+    assert [p[14] for p in store.payouts.values()] == ["sent"] and store.pending == {}
     h.close()
 
 
