@@ -402,11 +402,14 @@ def _wait_sealed(d: DemoRun) -> None:
         to_seal = (d.seal_at - datetime.now(UTC)).total_seconds()
         if to_seal > 0:
             return Progressed(0, len(rows) or None, f"seal in {to_seal:.0f}s")
-        done = bool(rows) and len(sealed) == len(rows) and pending_records(
+        # a sealed batch's payout rows follow the commit that publishes its pacs.008
+        unwritten = len(list(d.session.execute("SELECT batch_id FROM payouts_pending")))
+        done = bool(rows) and len(sealed) == len(rows) and unwritten == 0 and pending_records(
             s.kafka, f"{s.worker.group_prefix}-batcher", s.topics.items) == 0
         if done:
             d.settlement_date = max(r.settlement_date.date() for r in sealed)
-        return Progressed(len(sealed), len(rows), "pacs.008 sealed", done)
+        note = "pacs.008 sealed" + (f", payouts of {unwritten} being written" if unwritten else "")
+        return Progressed(len(sealed), len(rows), note, done)
 
     _wait("batcher: batches per bank and currency", poll, d.timeout_s)
 
