@@ -97,8 +97,8 @@ class CassandraInboundStore:
         pending = self._pending_batches()
         if pending:
             raise NotYetError(f"payout {found[0]} (EndToEndId {end_to_end_id}) not found "
-                                 f"while the payouts of {len(pending)} sealed batch(es) are being "
-                                 f"written, e.g. {pending[0]}: asking again")
+                              f"while the payouts of {len(pending)} sealed batch(es) are being "
+                              f"written, e.g. {pending[0]}: asking again")
         return self._ref(found[0], end_to_end_id)
 
     def payouts_of_msg(self, msg_id: str) -> list[PayoutRef]:
@@ -107,7 +107,7 @@ class CassandraInboundStore:
             return []
         if r.batch_id in self._pending_batches():
             raise NotYetError(f"the payouts of {msg_id} (batch {r.batch_id}) are being "
-                                 "written: asking again")
+                              "written: asking again")
         ids = sorted({x.payout_id for x in self._exec(self._batch_payouts, (r.batch_id,),
                                                        "list payouts") if x.payout_id})
         # Read together, not one after another: a group reject of a 10,000-payout pacs.008
