@@ -11,10 +11,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from cassandra.cluster import Session
 
+from settlement.domain.bank_messages import StatusReport, TxStatusReport
 from settlement.domain.batch import payout_id_for, transaction_ids
 from settlement.domain.errors import NotYetError
+from settlement.iso20022.pacs002 import render_pacs002
 from settlement.store.batches import CassandraBatchStore
 from settlement.store.inbound import PENDING_WAIT_S, CassandraInboundStore
+from tests.conftest import InProcessWorker, Namespace, wait_until
+from tests.integration.helpers import produce_raw
 
 TOPIC = "settlement.items"
 
@@ -72,3 +76,31 @@ def test_an_unknown_payout_is_unknown_once_no_batch_is_pending(session: Session)
     _seal(batches, session, "B-new", "M-new", _payout("B-new", "m-new", now), now)
     with pytest.raises(NotYetError):
         inbound.payout_by_e2e(str(stranger[11]))
+
+
+def test_a_real_inbound_worker_waits_for_rows_still_being_written_then_applies(
+        ns: Namespace, session: Session) -> None:
+    """The whole path through a real inbound worker: a pacs.002 accepting a payout whose
+    batch is pending is not parked; the worker waits (`worker.waiting`) and applies it
+    once the row is written and the marker cleared."""
+    batches = CassandraBatchStore(session)
+    now = datetime.now(UTC).replace(microsecond=0)
+    row = _payout("B-live", "m-live", now)
+    _seal(batches, session, "B-live", "M-live", row, now)
+    produce_raw(ns.settings, [(b"MOCKDEFFXXX", render_pacs002(StatusReport(
+        msg_id="S-live", created_at=now, orgnl_msg_id="M-live",
+        transactions=(TxStatusReport(orgnl_end_to_end_id=str(row[11]), status="ACSP"),))))],
+        topic=ns.settings.topics.bank_inbound)
+    worker = ns.build_worker("inbound", instance_id="inbound-0", outage_backoff_max_s=1.0)
+    with InProcessWorker(worker):
+        wait_until(lambda: worker.loop.stats.outages >= 2, 60, "the answer asked again")
+        assert list(session.execute("SELECT reason FROM parked_bank_messages")) == []
+        batches.save_payouts([row])
+        batches.clear_pending("B-live")
+        wait_until(lambda: _status(session, str(row[0])) == "accepted", 60, "the answer applied")
+    assert list(session.execute("SELECT reason FROM parked_bank_messages")) == []
+
+
+def _status(session: Session, payout_id: str) -> str | None:
+    r = session.execute("SELECT status FROM payouts WHERE payout_id = %s", (payout_id,)).one()
+    return None if r is None else str(r.status)
