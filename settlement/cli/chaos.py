@@ -41,6 +41,7 @@ from settlement.cli.demo import (
     stage_env,
     start_banks,
     stored_statements,
+    unwritten_payouts,
 )
 from settlement.cli.demo_banks import CURRENCIES, DEMO_BANKS, clock_plan, validated
 from settlement.config import Settings
@@ -395,7 +396,7 @@ def _settle(c: Ctx, injector: Injector, producer: _Producer, t0: float, timeout_
         rows = list(c.session.execute("SELECT status FROM batches PER PARTITION LIMIT 1"))
         open_ = sum(1 for r in rows if r.status != "sealed")
         items = pending_records(s.kafka, f"{group}-batcher", s.topics.items)
-        unwritten = len(list(c.session.execute("SELECT batch_id FROM payouts_pending")))
+        unwritten = unwritten_payouts(c.session)
         return (bool(rows) and open_ == 0 and items == 0 and unwritten == 0,
                 f"{len(rows) - open_}/{len(rows)} batches sealed, {items} items to place, "
                 f"{unwritten} sealed batches' payouts to write")

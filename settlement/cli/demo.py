@@ -402,8 +402,7 @@ def _wait_sealed(d: DemoRun) -> None:
         to_seal = (d.seal_at - datetime.now(UTC)).total_seconds()
         if to_seal > 0:
             return Progressed(0, len(rows) or None, f"seal in {to_seal:.0f}s")
-        # a sealed batch's payout rows follow the commit that publishes its pacs.008
-        unwritten = len(list(d.session.execute("SELECT batch_id FROM payouts_pending")))
+        unwritten = unwritten_payouts(d.session)
         done = bool(rows) and len(sealed) == len(rows) and unwritten == 0 and pending_records(
             s.kafka, f"{s.worker.group_prefix}-batcher", s.topics.items) == 0
         if done:
@@ -464,6 +463,12 @@ def stored_statements(session: Session) -> int:
     """The camt.053s the inbound stage has stored. Counted here, not with count(*): an
     aggregate over the table makes Cassandra warn, and the driver logs it on every poll."""
     return sum(1 for _ in session.execute("SELECT bank_bic FROM bank_statements"))
+
+
+def unwritten_payouts(session: Session) -> int:
+    """Sealed batches whose payout rows are not written yet: they follow the commit that
+    publishes the batch's pacs.008, so "every payout" is not there before this is 0."""
+    return sum(1 for _ in session.execute("SELECT batch_id FROM payouts_pending"))
 
 
 def _payout_statuses(session: Session) -> dict[str, tuple[str, str, int]]:

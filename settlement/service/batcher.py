@@ -207,8 +207,6 @@ class BatcherHandler:
         self._owned: dict[int, _Owned] = {}
         self._fresh: set[int] = set()  # assigned, ownership not yet claimed
         self._known: set[str] = set()  # batch ids whose header exists
-        # Renders a sealed batch's pacs.008 (lxml: parse, validate).
-        self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         # A seal's Cassandra work off the loop's thread: the merchant accounts' load (ahead
         # of the seal, and beside the rows' read).
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal-io")
@@ -222,8 +220,7 @@ class BatcherHandler:
     # -- ownership ---------------------------------------------------------
 
     def close(self) -> None:
-        """The seal's threads; the Cassandra session belongs to the worker."""
-        self._renderer.shutdown(wait=True)
+        """The seal's thread; the Cassandra session belongs to the worker."""
         self._io.shutdown(wait=True)
 
     def assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
@@ -515,7 +512,7 @@ class BatcherHandler:
         """The batch's pacs.008: stored at first seal, re-sent byte for byte afterwards.
 
         The merchant accounts load (if the tick's prewarm has not) while the rows are read;
-        the payouts are netted and the pacs.008 renders on a helper thread. Then the batch
+        the payouts are netted and the pacs.008 rendered and validated. Then the batch
         is marked pending, its expected bookings and the message are stored: the stored
         message makes the seal final (a replay re-sends it). The payout rows (one partition
         each, the seal's longest write) are not written here but after the commit that
@@ -581,13 +578,17 @@ class BatcherHandler:
     def _render_now(self, head: BatchHeader, sealed_at: datetime, msg_id: str,
                     txs: list[PayoutTx], payouts: list[tuple[object, ...]],
                     retried: list[tuple[object, ...]], rows: list[BatchRow]) -> bytes | None:
-        """The pacs.008 (None when nothing is sent); one too large to send is not sent."""
-        rendering = self._start_render(head, sealed_at, msg_id, txs)
-        if rendering is None:
+        """The pacs.008, rendered and validated (None when nothing is sent); one too large
+        to send is not sent."""
+        if not txs:
             return None
-        wait([rendering])
+        batch = SealedBatch(batch_id=head.batch_id, msg_id=msg_id, created_at=sealed_at,
+                            settlement_date=head.settlement_date, currency=head.currency,
+                            bank_bic=head.bank_bic, transactions=tuple(txs))
+        p = self._processor
+        debtor = Party(name=p.name, account_id=p.iban, bic=p.bic)
         try:
-            return rendering.result()
+            return self._render(batch, debtor, p.charge_bearer, p.settlement_method)
         except MessageRefusedError as exc:
             if exc.code != "oversized":
                 raise
@@ -684,14 +685,3 @@ class BatcherHandler:
         self._store.save_payouts(payouts)
         self._store.save_retried(retried)
 
-    def _start_render(self, head: BatchHeader, sealed_at: datetime, msg_id: str,
-                      txs: list[PayoutTx]) -> Future[bytes] | None:
-        if not txs:
-            return None
-        batch = SealedBatch(batch_id=head.batch_id, msg_id=msg_id, created_at=sealed_at,
-                            settlement_date=head.settlement_date, currency=head.currency,
-                            bank_bic=head.bank_bic, transactions=tuple(txs))
-        p = self._processor
-        debtor = Party(name=p.name, account_id=p.iban, bic=p.bic)
-        return self._renderer.submit(self._render, batch, debtor, p.charge_bearer,
-                                     p.settlement_method)
