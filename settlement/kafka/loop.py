@@ -26,7 +26,7 @@ from settlement import metrics
 from settlement.config import KafkaSettings, WorkerSettings
 from settlement.domain.errors import FatalError, NotYetError, RetryableError
 from settlement.kafka.errors import TxnErrorKind, classify
-from settlement.kafka.reader import header_pairs, position
+from settlement.kafka.reader import committed, header_pairs, position
 from settlement.kafka.telemetry import STATS_INTERVAL_MS, LoopHealth, brokers_up, observe_lag
 from settlement.service.deadletter import H_REASON, header
 from settlement.service.ports import Handler, HandlerResult, InboundRecord, SourceRef
@@ -440,9 +440,10 @@ class StageLoop:
         self._log.info("txn.rewound", partitions=len(first_offsets))
 
     def _reassign_from_committed(self) -> None:
+        # asked again while the group's coordinator is loading (a broker just restarted):
+        # the seek that failed here often failed for the same restart
         tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
-        committed = self._consumer.committed(tps, timeout=self._kafka.txn_call_timeout_s)
-        self._consumer.assign(committed)
+        self._consumer.assign(committed(self._consumer, tps, self._kafka.txn_call_timeout_s))
 
     def _txn(self, call: Callable[[], None], what: str) -> None:
         """Run one transactional call: retry retriable, abort abortable, rebuild on fatal."""
